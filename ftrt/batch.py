@@ -1,0 +1,78 @@
+"""Batch runners shared by the CLI: each file is processed independently, failures are recorded.
+
+A record is ``{"input", "output", "status": "ok"|"error", "error", ...}``. Inputs
+are never written to; outputs go to a separate folder, atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from ftrt.io import ImageReadError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
+
+Record = dict[str, Any]
+
+
+def run_batch(
+    inputs: Iterable[str],
+    out_dir: str | Path,
+    process: Callable[[Path, np.ndarray, int, int], tuple[np.ndarray, dict[str, Any]]],
+    suffix: str = ".png",
+    progress: bool = True,
+    desc: str = "",
+) -> list[Record]:
+    """Read each input, call ``process(path, image, depth, index)``, write ``OUT/<stem><suffix>``."""
+    files = collect_inputs(inputs)
+    out = ensure_output_dir(out_dir, files)
+    records: list[Record] = []
+    stems: dict[str, int] = {}
+    for i, path in enumerate(tqdm(files, desc=desc, disable=not progress or len(files) < 2, unit="img")):
+        rec: Record = {"input": str(path), "output": None, "status": "ok", "error": None}
+        stem = path.stem
+        # Two inputs named a.png and a.jpg must not overwrite each other's output.
+        if stem in stems:
+            stems[stem] += 1
+            stem = f"{stem}_{stems[stem]}"
+        else:
+            stems[stem] = 0
+        try:
+            img, depth = read_image(path)
+            result, extra = process(path, img, depth, i)
+            dst = write_image(out / f"{stem}{suffix}", result, depth)
+            rec.update(output=str(dst), **extra)
+        except (ImageReadError, ValueError, OSError) as exc:
+            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            rec.update(status="error", error=msg)
+        records.append(rec)
+    return records
+
+
+def degrade_files(inputs: list[str], out_dir: str | Path, kind: str = "mixed", seed: int = 0,
+                  progress: bool = True) -> list[Record]:
+    """Degrade each file; per-file RNG is (seed, stem) so a file's result does not depend on the others."""
+    from ftrt.degrade import degrade
+
+    params: dict[str, Any] = {"seed": seed, "kind": kind, "images": {}}
+
+    def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        rng = np.random.default_rng([seed, *path.stem.encode()])
+        out, p = degrade(img, kind, rng)
+        params["images"][path.name] = p
+        return out, {}
+
+    records = run_batch(inputs, out_dir, process, desc=f"degrade {kind}", progress=progress)
+    write_json_atomic(Path(out_dir) / "params.json", params)
+    return records
+
+
+def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress: bool = True) -> list[Record]:
+    from ftrt.enhance import enhance
+
+    def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        return enhance(img, method), {}
+
+    return run_batch(inputs, out_dir, process, desc=method, progress=progress)

@@ -1,0 +1,151 @@
+"""The ``ftrt`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftrt import __version__
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ftrt")
+def main() -> None:
+    """Fundus-image restoration: train, degrade, evaluate, and deploy."""
+
+
+# ---------------------------------------------------------------- degrade / enhance
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--seed", default=0, show_default=True, help="Same seed and inputs give byte-identical outputs.")
+@click.option("--kind", type=click.Choice(["cofe", "cataract", "mixed"]), default="mixed", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON record per file.")
+def degrade(inputs: tuple[str, ...], out_dir: str, seed: int, kind: str, as_json: bool) -> None:
+    """Make degraded copies of good fundus photographs (Cofe-Net and/or cataract haze)."""
+    from ftrt.batch import degrade_files
+
+    _run_batch(lambda: degrade_files(list(inputs), out_dir, kind=kind, seed=seed), as_json)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--method", type=click.Choice(["clahe", "dcp"]), required=True, help="Classical anchor to apply.")
+@click.option("--json", "as_json", is_flag=True)
+def enhance(inputs: tuple[str, ...], out_dir: str, method: str, as_json: bool) -> None:
+    """Classical enhancement anchors: CLAHE on LAB lightness, or dark-channel-prior dehazing."""
+    from ftrt.batch import enhance_files
+
+    _run_batch(lambda: enhance_files(list(inputs), out_dir, method=method), as_json)
+
+
+def _run_batch(job: Any, as_json: bool) -> None:
+    from ftrt.io import InputError
+
+    try:
+        records = job()
+    except InputError as exc:
+        _fail(str(exc))
+        return
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in records:
+        if as_json:
+            click.echo(json.dumps(r))
+        elif r["status"] != "ok":
+            click.echo(f"error: {r['error']}", err=True)
+    if not as_json:
+        click.echo(f"{len(records) - len(failed)} written, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- evaluate
+@main.command()
+@click.option("--pred", required=True, type=click.Path(exists=True, file_okay=False), help="Restored images.")
+@click.option("--ref", required=True, type=click.Path(exists=True, file_okay=False), help="Reference images.")
+@click.option("--mask", type=click.Path(exists=True, file_okay=False), help="FOV masks (detected when absent).")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(pred: str, ref: str, mask: str | None, as_json: bool) -> None:
+    """PSNR and SSIM inside the field of view, per image (paired by file stem) and mean."""
+    from ftrt.evaluate import evaluate_dirs
+
+    try:
+        report = evaluate_dirs(pred, ref, mask)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for r in report["images"]:
+            click.echo(f"{r['name']:<32} PSNR {r['psnr']:7.3f} dB  SSIM {r['ssim']:.4f}")
+        m = report["mean"]
+        click.echo(f"{'mean (' + str(len(report['images'])) + ' images)':<32} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}")
+    if report.get("errors"):
+        for e in report["errors"]:
+            click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- train
+@main.group()
+def train() -> None:
+    """Train ftrt models (needs the ``train`` extra: torch)."""
+
+
+@train.command("restorer")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--data", multiple=True, help="Folder, file or glob of GOOD images (repeatable).")
+@click.option("--model", help="Preset to train (res-s, res-m, res-l).")
+@click.option("--out", help="Run folder (checkpoints, logs, final weights).")
+@click.option("--steps", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--crop", type=int)
+@click.option("--lr", type=float)
+@click.option("--kind", type=click.Choice(["cofe", "cataract", "mixed"]))
+@click.option("--seed", type=int)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.")
+@click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
+@click.option("--no-progress", is_flag=True)
+def train_restorer(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
+                   no_progress: bool, **opts: Any) -> None:
+    """Train a restoration generator on pairs synthesised on the fly from good images."""
+    from ftrt.training.config import RestorerConfig, load_config
+    from ftrt.training.restorer import RestorerTrainer
+
+    overrides = {k: v for k, v in opts.items() if v is not None}
+    if data:
+        overrides["data"] = list(data)
+    try:
+        cfg = load_config(RestorerConfig, config_path, overrides, list(sets))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if not cfg.data:
+        _fail("no training data: give --data DIR (good fundus photographs)")
+    try:
+        trainer = RestorerTrainer(cfg, log=lambda m: click.echo(m, err=True))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if resume:
+        last = Path(cfg.out) / "last"
+        if not (last / "state.json").exists():
+            _fail(f"--resume: no checkpoint in {last}")
+        trainer.resume(last)
+    result = trainer.run(progress=not no_progress)
+    click.echo(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""``degrade(img, kind, rng)``: one entry point for every degradation kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ftrt.degrade.cataract import apply_cataract, sample_cataract
+from ftrt.degrade.cofe import apply_cofe, sample_cofe
+from ftrt.fov import fov_mask
+
+KINDS = ("cofe", "cataract", "mixed")
+
+
+def degrade(
+    img: np.ndarray,
+    kind: str,
+    rng: np.random.Generator,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Degrade float RGB [0, 1]; returns (degraded float32 image, every sampled parameter)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown degradation kind {kind!r}; choose one of {', '.join(KINDS)}")
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    if mask is None:
+        mask = fov_mask(img)
+    shape = img.shape[:2]
+    if kind == "mixed":
+        u = float(rng.uniform())
+        # Real low-quality photos mix causes: 40 % illumination/blur, 40 % haze, 20 % both.
+        steps = ["cofe"] if u < 0.4 else ["cataract"] if u < 0.8 else ["cataract", "cofe"]
+    else:
+        steps = [kind]
+    params: dict[str, Any] = {"kind": kind, "steps": steps, "height": shape[0], "width": shape[1]}
+    out = img * mask[..., None]
+    for step in steps:
+        if step == "cofe":
+            p = sample_cofe(rng, shape)
+            out = apply_cofe(out, mask, p)
+        else:
+            p = sample_cataract(rng, shape)
+            out = apply_cataract(out, mask, p)
+        params[step] = p
+    return out.astype(np.float32), params

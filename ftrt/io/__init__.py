@@ -1,0 +1,15 @@
+"""Image and file I/O shared by every command (numpy + OpenCV only, no torch)."""
+
+from ftrt.io.files import collect_inputs, ensure_output_dir, InputError
+from ftrt.io.images import ImageReadError, read_image, write_image, to_uint8, write_json_atomic
+
+__all__ = [
+    "collect_inputs",
+    "ensure_output_dir",
+    "InputError",
+    "ImageReadError",
+    "read_image",
+    "write_image",
+    "to_uint8",
+    "write_json_atomic",
+]

@@ -1,0 +1,120 @@
+"""Reading and writing fundus photographs as float RGB arrays in [0, 1].
+
+Everything downstream works on ``float32`` HxWx3 RGB in [0, 1]; the bit depth
+of the source is returned so outputs can be written back at the same depth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# A header can claim any size; refuse before decoding rather than allocate gigabytes.
+MAX_PIXELS = 200_000_000
+
+
+class ImageReadError(ValueError):
+    """An input file is not a readable image."""
+
+
+def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Read an image as float32 RGB in [0, 1]; returns (image, bit depth 8 or 16)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror})") from exc
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise ImageReadError(f"{path}: not a readable image (unknown format or truncated)")
+    if img.size > MAX_PIXELS * 4:
+        raise ImageReadError(f"{path}: image too large ({img.shape})")
+    return _to_float_rgb(img, path)
+
+
+def _to_float_rgb(img: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    if img.dtype == np.uint8:
+        depth, scale = 8, 255.0
+    elif img.dtype == np.uint16:
+        depth, scale = 16, 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        depth, scale = 8, 1.0
+    else:
+        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    else:
+        raise ImageReadError(f"{path}: unsupported channel layout {img.shape}")
+    out = np.clip(img.astype(np.float32) / scale, 0.0, 1.0)
+    return out, depth
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float [0, 1] -> uint8 with rounding (not truncation, which darkens by half a level)."""
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def _encode(img: np.ndarray, suffix: str, depth: int) -> bytes:
+    if depth == 16:
+        arr = np.clip(np.rint(img * 65535.0), 0, 65535).astype(np.uint16)
+    else:
+        arr = to_uint8(img)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    elif suffix == ".png":
+        # Level 1: outputs are large fundus images; level 9 costs seconds for ~5% smaller files.
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(suffix, arr, params)
+    if not ok:
+        raise OSError(f"cannot encode image as {suffix}")
+    return buf.tobytes()
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_image(path: str | os.PathLike[str], img: np.ndarray, depth: int = 8) -> Path:
+    """Write float RGB [0, 1] atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if depth == 16 and suffix not in (".png", ".tif", ".tiff"):
+        depth = 8
+    _atomic_write_bytes(path, _encode(img, suffix, depth))
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    path = Path(path)
+    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    return path

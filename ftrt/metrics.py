@@ -1,0 +1,56 @@
+"""PSNR and SSIM restricted to the field of view (numpy + OpenCV, no torch)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def psnr(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
+    """PSNR in dB over the pixels of ``mask`` (all channels); inf for identical images."""
+    _check_pair(pred, ref)
+    diff = (pred.astype(np.float64) - ref.astype(np.float64)) ** 2
+    if mask is not None:
+        diff = diff[mask]
+    mse = float(diff.mean())
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range**2 / mse)
+
+
+def ssim_map(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, sigma: float = 1.5) -> np.ndarray:
+    """Per-pixel SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1=0.01, K2=0.03), channel mean."""
+    _check_pair(pred, ref)
+    x = pred.astype(np.float64)
+    y = ref.astype(np.float64)
+    if x.ndim == 2:
+        x, y = x[..., None], y[..., None]
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    # 11x11 window as in the paper (radius 3.5 sigma rounded), reflect borders like skimage.
+    k = 2 * int(3.5 * sigma + 0.5) + 1
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        out = cv2.GaussianBlur(a, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+        return out.reshape(a.shape)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    num = (2 * mx * my + c1) * (2 * sxy + c2)
+    den = (mx * mx + my * my + c1) * (sxx + syy + c2)
+    return (num / den).mean(axis=2)
+
+
+def ssim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
+    """Mean SSIM over the pixels of ``mask``."""
+    smap = ssim_map(pred, ref, data_range)
+    return float(smap[mask].mean() if mask is not None else smap.mean())
+
+
+def _check_pair(pred: np.ndarray, ref: np.ndarray) -> None:
+    if pred.shape != ref.shape:
+        raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")

@@ -1,0 +1,86 @@
+"""Building blocks of the Catintell-style dense U-Net."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _exporting() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor.
+
+    Eager PyTorch runs the fused channels-last kernel (about 25 % faster on CPU
+    than explicit reductions). Under export the same maths is written as
+    reductions over dim 1 so the graph stays NCHW instead of wrapping every
+    block in Transpose pairs.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _exporting():
+            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+            return y.permute(0, 3, 1, 2)
+        mu = x.mean(dim=1, keepdim=True)
+        xc = x - mu
+        var = (xc * xc).mean(dim=1, keepdim=True)
+        y = xc * torch.rsqrt(var + self.eps)
+        return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+
+
+class DenseConvBlock(nn.Module):
+    """Two grouped 5x5 convs (the second sees [first output, input]), LayerNorm, GELU MLP, layer scale."""
+
+    def __init__(self, channels: int, group_width: int = 8, expand: int = 2) -> None:
+        super().__init__()
+        groups = max(1, channels // group_width)
+        self.conv1 = nn.Conv2d(channels, channels, 5, padding=2, groups=groups)
+        self.conv2 = nn.Conv2d(2 * channels, channels, 5, padding=2, groups=groups)
+        self.norm = LayerNorm2d(channels)
+        self.fc1 = nn.Conv2d(channels, expand * channels, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(expand * channels, channels, 1)
+        # Tiny layer scale: each block starts as identity, so deep stacks train stably.
+        self.scale = nn.Parameter(torch.full((channels,), 1e-5))
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        y = self.conv2(_interleave(y, x, self.groups))
+        y = self.fc2(self.act(self.fc1(self.norm(y))))
+        return x + y * self.scale[None, :, None, None]
+
+
+def _interleave(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """Concat [a, b] so that each conv group sees its own slice of both tensors.
+
+    A plain channel concat would give the first half of the groups only ``a`` and
+    the second half only ``b``; interleaving per group keeps the dense connection
+    inside every group.
+    """
+    if groups == 1:
+        return torch.cat([a, b], dim=1)
+    n, c, h, w = a.shape
+    a = a.reshape(n, groups, c // groups, h, w)
+    b = b.reshape(n, groups, c // groups, h, w)
+    return torch.cat([a, b], dim=2).reshape(n, 2 * c, h, w)
+
+
+class DenseUnit(nn.Module):
+    """Several dense blocks with a scaled unit residual ``x + 0.2 * f(x)``."""
+
+    def __init__(self, channels: int, num_blocks: int = 3, group_width: int = 8) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[DenseConvBlock(channels, group_width) for _ in range(num_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.2 * self.blocks(x)

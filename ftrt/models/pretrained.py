@@ -1,0 +1,65 @@
+"""Loading trained weights: shipped presets by name, or any ftrt safetensors file by path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from ftrt.models.registry import PRESETS, build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_weights(name: str) -> Path | None:
+    p = WEIGHTS_DIR / f"{name}.safetensors"
+    return p if p.exists() else None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads((fh.metadata() or {}).get("ftrt", "{}"))
+
+
+def resolve_weights(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" and p.exists():
+        return p
+    if p.is_dir() and (p / "ema.safetensors").exists():
+        return p / "ema.safetensors"
+    shipped = shipped_weights(name_or_path)
+    if shipped is not None:
+        return shipped
+    known = ", ".join(sorted(q.stem for q in WEIGHTS_DIR.glob("*.safetensors"))) or "none"
+    raise FileNotFoundError(f"no weights for {name_or_path!r} (shipped: {known}; or give a .safetensors path)")
+
+
+def load_model(name_or_path: str, preset: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model recorded in the file's metadata and load its weights (no pickle involved)."""
+    path = resolve_weights(name_or_path)
+    meta = read_metadata(path)
+    name = preset or meta.get("preset")
+    if name is None or name not in PRESETS:
+        raise ValueError(f"{path}: metadata names no known preset; pass preset=")
+    model = build_model(name, **meta.get("kwargs", {}))
+    state = load_file(str(path))
+    model.load_state_dict(state)
+    model.eval()
+    meta.setdefault("preset", name)
+    meta["weights"] = str(path)
+    return model, meta
+
+
+@torch.no_grad()
+def restore_array(model: nn.Module, img: "Any") -> "Any":
+    """Run a restorer on one float RGB HxWx3 numpy image; returns the clipped result."""
+    import numpy as np
+
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float()
+    y = model(x)[0].clamp(0, 1).numpy().transpose(1, 2, 0)
+    return np.ascontiguousarray(y)

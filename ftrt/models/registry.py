@@ -1,0 +1,51 @@
+"""One builder for every ftrt model: ``build_model(name, **overrides)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from ftrt.models.unet import DenseUNet, PatchDiscriminator
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    builder: Callable[..., nn.Module]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("res-l", DenseUNet, {"width": 32, "stages": 4}, "Catintell-Res generator, paper size (~12.7 M)"),
+        Preset("res-m", DenseUNet, {"width": 32, "stages": 3}, "Catintell-Res, 3 stages (~3.2 M)"),
+        Preset("res-s", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Res, small, CPU-trainable (~1.2 M)"),
+        Preset("syn", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Syn cataract-synthesis generator"),
+        Preset("patch-d", PatchDiscriminator, {"width": 32, "layers": 4}, "PatchGAN discriminator"),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    return sorted(PRESETS)
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a preset by name; keyword overrides replace preset arguments (e.g. ``width=24``)."""
+    try:
+        preset = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+    return preset.builder(**{**preset.kwargs, **overrides})
+
+
+def preset_kwargs(name: str, **overrides: Any) -> dict[str, Any]:
+    return {**PRESETS[name].kwargs, **overrides}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

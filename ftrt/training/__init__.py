@@ -1,0 +1,1 @@
+"""Training of ftrt models (needs torch and the ``train`` extra)."""

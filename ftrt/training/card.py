@@ -1,0 +1,58 @@
+"""Promote a finished run to a shipped model: weights plus a model card (JSON and Markdown)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ftrt.models.pretrained import read_metadata
+from ftrt.training.checkpoint import load_weights, save_weights
+
+
+def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta = read_metadata(run_dir / "final.safetensors")
+    state = json.loads((run_dir / "last" / "state.json").read_text())
+    cfg = state["config"]
+    return {
+        "id": f"{name}@{meta.get('ftrt_version')}-{datetime.now(timezone.utc):%Y%m%d}",
+        "name": name,
+        "preset": meta["preset"],
+        "kwargs": meta["kwargs"],
+        "parameters": meta["parameters"],
+        "task": "fundus photograph restoration (illumination, blur, artifacts, cataract haze)",
+        "input": meta["input"],
+        "training": {
+            "data": cfg["data"],
+            "degradation": cfg["kind"],
+            "steps": meta["steps"],
+            "batch_size": cfg["batch_size"],
+            "crop": cfg["crop"],
+            "max_side": cfg["max_side"],
+            "lr": cfg["lr"],
+            "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
+            "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")},
+            "ema_decay": cfg["ema_decay"],
+            "seed": cfg["seed"],
+            "train_seconds": meta["train_seconds"],
+        },
+        "validation_history": state.get("history", []),
+        **(notes or {}),
+    }
+
+
+def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[str, Any] | None = None) -> Path:
+    run = Path(run_dir)
+    dest = Path(weights_dir)
+    card = build_card(run, name, notes)
+    state, meta = load_weights(run / "final.safetensors")
+    meta["card_id"] = card["id"]
+    meta["name"] = name
+    save_weights(dest / f"{name}.safetensors", state, meta)
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    log = run / "log.jsonl"
+    if log.exists():
+        shutil.copyfile(log, dest / f"{name}.train-log.jsonl")
+    return dest / f"{name}.safetensors"

@@ -1,0 +1,77 @@
+"""Training configuration: a dataclass, loadable from YAML, with ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class RestorerConfig:
+    model: str = "res-s"
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/restorer"
+    kind: str = "mixed"
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 128
+    max_side: int = 576
+    lr: float = 4e-4
+    min_lr: float = 1e-6
+    warmup: int = 100
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    w_pixel: float = 1.0
+    w_perceptual: float = 0.0
+    w_identity: float = 0.01
+    w_gan: float = 0.0
+    identity_fraction: float = 0.25
+    val_images: int = 4
+    val_every: int = 250
+    save_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+    threads: int = 2
+
+
+def _coerce(value: str, target: Any) -> Any:
+    if isinstance(target, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(target, int):
+        return int(value)
+    if isinstance(target, float):
+        return float(value)
+    if isinstance(target, list):
+        return [v for v in value.split(",") if v]
+    return value
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                sets: list[str] | None = None) -> Any:
+    """Defaults < YAML file < ``--set key=value`` < explicit CLI options (``overrides``)."""
+    cfg = cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must be a mapping of option: value")
+        values.update(loaded)
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in names:
+            raise ValueError(f"unknown option {key!r}")
+        values[key] = _coerce(raw, getattr(cfg, key))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(cfg, **values)

@@ -1,0 +1,123 @@
+"""Paired training data synthesised on the fly from folders of good fundus photographs.
+
+Sample ``i`` is a pure function of (seed, i): which image, its degradation, the
+crop and the flips all come from ``default_rng([seed, i])``. A resumed run
+therefore sees exactly the samples the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ftrt.degrade import degrade
+from ftrt.fov import fov_mask
+from ftrt.io import ImageReadError, collect_inputs, read_image
+
+
+@dataclass
+class FundusImage:
+    path: Path
+    image: np.ndarray  # uint8 RGB, long side <= max_side (keeps the pool small in RAM)
+    mask: np.ndarray
+
+    def float(self) -> np.ndarray:
+        return self.image.astype(np.float32) / 255.0
+
+
+def load_pool(sources: list[str], max_side: int, min_side: int = 64) -> tuple[list[FundusImage], list[str]]:
+    """Read every image under ``sources``; returns (images, errors) so a bad file never stops training."""
+    pool, errors = [], []
+    for path in collect_inputs(sources):
+        try:
+            img, _ = read_image(path)
+        except ImageReadError as exc:
+            errors.append(str(exc))
+            continue
+        h, w = img.shape[:2]
+        s = max_side / max(h, w)
+        if s < 1.0:
+            img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        if min(img.shape[:2]) < min_side:
+            errors.append(f"{path}: smaller than {min_side} px, skipped")
+            continue
+        pool.append(FundusImage(path, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), fov_mask(img)))
+    return pool, errors
+
+
+def split_pool(pool: list[FundusImage], n_val: int, seed: int) -> tuple[list[FundusImage], list[FundusImage]]:
+    """Deterministic hold-out of ``n_val`` images for validation (never trained on)."""
+    order = np.random.default_rng([seed, 7]).permutation(len(pool))
+    val = [pool[i] for i in order[:n_val]]
+    train = [pool[i] for i in order[n_val:]]
+    return train, val
+
+
+def random_crop_in_fov(rng: np.random.Generator, mask: np.ndarray, crop: int) -> tuple[int, int]:
+    """Top-left corner of a crop centred on a random FOV pixel (few crops of black border)."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask[:: 4, :: 4])
+    if ys.size:
+        k = int(rng.integers(ys.size))
+        cy, cx = ys[k] * 4, xs[k] * 4
+    else:
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0 = int(np.clip(cy - crop // 2, 0, h - crop))
+    x0 = int(np.clip(cx - crop // 2, 0, w - crop))
+    return y0, x0
+
+
+def augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The same random flip and rot90 applied to every array of a pair."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k)
+        if flip:
+            a = a[:, ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+class PairedDegradationDataset(Dataset):
+    """Indexable by a global sample index; returns (degraded, clean) CHW float tensors."""
+
+    def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int) -> None:
+        if not pool:
+            raise ValueError("no usable training images")
+        self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        item = self.pool[int(rng.integers(len(self.pool)))]
+        clean = item.float()
+        crop = min(self.crop, *clean.shape[:2])
+        lq, _ = degrade(clean, self.kind, rng, mask=item.mask)
+        y0, x0 = random_crop_in_fov(rng, item.mask, crop)
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        gt = clean * item.mask[..., None]
+        lq_c, gt_c = augment(rng, lq[sl], gt[sl])
+        return _chw(lq_c), _chw(gt_c)
+
+
+def _chw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
+
+
+def make_validation_set(val: list[FundusImage], kind: str, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Fixed (degraded, clean, mask) triples: same seed, same set, so PSNR curves compare across runs."""
+    out = []
+    for i, item in enumerate(val):
+        clean = item.float() * item.mask[..., None]
+        lq, _ = degrade(clean, kind, np.random.default_rng([seed, 99, i]), mask=item.mask)
+        out.append((lq, clean, item.mask))
+    return out

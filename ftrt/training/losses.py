@@ -1,0 +1,57 @@
+"""Losses of the Catintell papers: SmoothL1, perceptual (+ style), identity, GAN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# beta 1.0 (PyTorch's default) would make SmoothL1 a scaled MSE on [0, 1] images; 0.05 keeps it L1-like.
+SMOOTH_L1_BETA = 0.05
+
+
+def pixel_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.smooth_l1_loss(pred, target, beta=SMOOTH_L1_BETA)
+
+
+def gram(feat: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = feat.shape
+    f = feat.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+class PerceptualLoss(nn.Module):
+    """L1 between feature maps of a frozen network, plus optional Gram-matrix style term.
+
+    ``extractor(x)`` must return a list of feature maps. ftrt downloads nothing,
+    so the extractor is a network trained on fundus data (the readability
+    classifier), as the Catintell paper's fundus perceptual loss.
+    """
+
+    def __init__(self, extractor: nn.Module, style_weight: float = 0.0) -> None:
+        super().__init__()
+        self.extractor = extractor.eval()
+        for p in self.extractor.parameters():
+            p.requires_grad_(False)
+        self.style_weight = style_weight
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        fp = self.extractor(pred)
+        with torch.no_grad():
+            ft = self.extractor(target)
+        loss = sum(F.l1_loss(a, b) for a, b in zip(fp, ft))
+        if self.style_weight:
+            loss = loss + self.style_weight * sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(fp, ft))
+        return loss
+
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN: the generator wants the critic to say 1."""
+    return F.mse_loss(fake_logits, torch.ones_like(fake_logits))
+
+
+def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (
+        F.mse_loss(real_logits, torch.ones_like(real_logits))
+        + F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
+    )

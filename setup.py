@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("ftrt/__init__.py").read_text(), version)
+
+setup(
+    name="ftrt",
+    version=version["__version__"],
+    description="Fundus-image restoration: PyTorch training to verified ONNX Runtime / TensorRT inference",
+    long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    package_data={"ftrt": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "click>=8.1",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on machines that only need the CPU one.
+        "train": ["torch==2.13.0", "safetensors>=0.4"],
+        "dev": ["pytest>=8", "scikit-image>=0.22", "safetensors>=0.4"],
+    },
+    entry_points={"console_scripts": ["ftrt=ftrt.cli:main"]},
+)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "data: needs the research data in ../shared/data")
+
+
+@pytest.fixture(scope="session")
+def retina_full() -> np.ndarray:
+    """The CC0 fundus photograph shipped with scikit-image, float RGB [0, 1]."""
+    from skimage import data
+
+    return data.retina().astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def retina(retina_full: np.ndarray) -> np.ndarray:
+    return cv2.resize(retina_full, (256, 256), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture()
+def retina_png(tmp_path: Path, retina: np.ndarray) -> Path:
+    from ftrt.io import write_image
+
+    d = tmp_path / "in"
+    d.mkdir()
+    return write_image(d / "retina.png", retina)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "drive").is_dir():
+        pytest.skip("research data ../shared/data not present")
+    return SHARED_DATA

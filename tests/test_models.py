@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftrt.models import build_model, count_parameters, list_models
+from ftrt.models.blocks import LayerNorm2d
+from ftrt.training.losses import gan_discriminator_loss, gan_generator_loss
+
+
+@pytest.mark.parametrize(
+    "name, low, high",
+    [("res-l", 12.0e6, 13.0e6), ("res-m", 3.0e6, 4.0e6), ("res-s", 1.0e6, 1.4e6), ("syn", 1.0e6, 1.4e6)],
+)
+def test_preset_parameter_counts(name: str, low: float, high: float) -> None:
+    assert low <= count_parameters(build_model(name)) <= high
+
+
+def test_unknown_preset_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown model 'res-xl'.*res-s"):
+        build_model("res-xl")
+    assert {"res-s", "res-m", "res-l", "syn", "patch-d"} <= set(list_models())
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (33, 47), (61, 100), (97, 65)])
+def test_odd_sizes_come_back_same_size(hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    m = build_model("res-s").eval()
+    for p in m.out_proj.parameters():  # a non-zero head, so padding errors would show in the output
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+    assert (y - x).abs().max() > 0
+
+
+def test_res_l_odd_size() -> None:
+    m = build_model("res-l").eval()
+    with torch.no_grad():
+        y = m(torch.rand(1, 3, 37, 53))
+    assert y.shape == (1, 3, 37, 53)
+
+
+def test_untrained_generator_is_identity() -> None:
+    m = build_model("res-s").eval()
+    x = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(m(x), x)
+
+
+def test_layernorm2d_export_form_matches_eager() -> None:
+    ln = LayerNorm2d(16)
+    torch.nn.init.normal_(ln.weight)
+    torch.nn.init.normal_(ln.bias)
+    x = torch.randn(2, 16, 9, 7) * 3 + 1
+    eager = ln(x)
+    ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (16,), ln.weight, ln.bias, ln.eps).permute(0, 3, 1, 2)
+    assert torch.allclose(eager, ref, atol=1e-5)
+    mu = x.mean(1, keepdim=True)
+    var = ((x - mu) ** 2).mean(1, keepdim=True)
+    manual = (x - mu) / torch.sqrt(var + ln.eps) * ln.weight[None, :, None, None] + ln.bias[None, :, None, None]
+    assert torch.allclose(eager, manual, atol=1e-5)
+
+
+def test_syn_generator_one_gan_step_changes_output() -> None:
+    torch.manual_seed(0)
+    g, d = build_model("syn"), build_model("patch-d")
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-3)
+    good, real_cataract = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = g(good).clone()
+    fake = g(good)
+    logits = d(fake)
+    assert logits.shape[0] == 2 and logits.shape[1] == 1
+    loss_g = 0.01 * torch.nn.functional.smooth_l1_loss(fake, good) + 0.1 * gan_generator_loss(logits)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    loss_d = gan_discriminator_loss(d(real_cataract), d(fake.detach()))
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    assert torch.isfinite(loss_g) and torch.isfinite(loss_d)
+    with torch.no_grad():
+        assert (g(good) - before).abs().max() > 0
