@@ -6,6 +6,7 @@ are never written to; outputs go to a separate folder, atomically.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -13,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ftrt.io import ImageReadError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
+from ftrt.io.files import skipped_in_folders
 
 Record = dict[str, Any]
 
@@ -25,10 +27,21 @@ def run_batch(
     progress: bool = True,
     desc: str = "",
 ) -> list[Record]:
-    """Read each input, call ``process(path, image, depth, index)``, write ``OUT/<stem><suffix>``."""
+    """Read each input, call ``process(path, image, depth, index)``, write ``OUT/<stem><suffix>``.
+
+    ``process`` returns (image, extra); ``extra["ms"]`` stage timings are merged
+    with read/write times, and ``extra["extra_images"]`` ({name_suffix: image})
+    are written beside the main output.
+    """
+    inputs = list(inputs)
     files = collect_inputs(inputs)
     out = ensure_output_dir(out_dir, files)
-    records: list[Record] = []
+    # Camera folders hold sidecar files too: list them as skipped rather than fail or hide them.
+    records: list[Record] = [
+        {"input": str(p), "output": None, "status": "skipped", "error": None,
+         "reason": f"not an image file ({p.suffix or 'no suffix'})"}
+        for p in skipped_in_folders(inputs)
+    ]
     stems: dict[str, int] = {}
     for i, path in enumerate(tqdm(files, desc=desc, disable=not progress or len(files) < 2, unit="img")):
         rec: Record = {"input": str(path), "output": None, "status": "ok", "error": None}
@@ -40,11 +53,19 @@ def run_batch(
         else:
             stems[stem] = 0
         try:
+            t0 = time.perf_counter()
             img, depth = read_image(path)
+            t1 = time.perf_counter()
             result, extra = process(path, img, depth, i)
+            t2 = time.perf_counter()
+            extra_images = extra.pop("extra_images", {})
             dst = write_image(out / f"{stem}{suffix}", result, depth)
-            rec.update(output=str(dst), **extra)
-        except (ImageReadError, ValueError, OSError) as exc:
+            for name, aux in extra_images.items():
+                write_image(out / f"{stem}{name}{suffix}", aux, depth)
+            ms = {"read": (t1 - t0) * 1e3, **extra.pop("ms", {}), "write": (time.perf_counter() - t2) * 1e3}
+            rec.update(output=str(dst), shape=list(img.shape[:2]), **extra,
+                       ms={k: round(v, 2) for k, v in ms.items()})
+        except (ImageReadError, ValueError, OSError, MemoryError) as exc:
             msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             rec.update(status="error", error=msg)
         records.append(rec)
@@ -76,3 +97,17 @@ def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress:
         return enhance(img, method), {}
 
     return run_batch(inputs, out_dir, process, desc=method, progress=progress)
+
+
+def restore_files(inputs: list[str], out_dir: str | Path, pipeline: Any, side_by_side: bool = False,
+                  progress: bool = True) -> list[Record]:
+    """Restore each file through a :class:`ftrt.runtime.FundusPipeline`."""
+
+    def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        res = pipeline.restore(img)
+        extra: dict[str, Any] = {"ms": res.ms, **res.info}
+        if side_by_side:
+            extra["extra_images"] = {"_compare": np.concatenate([img * res.mask[..., None], res.image], axis=1)}
+        return res.image, extra
+
+    return run_batch(inputs, out_dir, process, desc="restore", progress=progress)

@@ -57,14 +57,16 @@ def _run_batch(job: Any, as_json: bool) -> None:
     except InputError as exc:
         _fail(str(exc))
         return
-    failed = [r for r in records if r["status"] != "ok"]
+    failed = [r for r in records if r["status"] == "error"]
+    written = [r for r in records if r["status"] == "ok"]
     for r in records:
         if as_json:
             click.echo(json.dumps(r))
-        elif r["status"] != "ok":
+        elif r["status"] == "error":
             click.echo(f"error: {r['error']}", err=True)
     if not as_json:
-        click.echo(f"{len(records) - len(failed)} written, {len(failed)} failed")
+        skipped = len(records) - len(failed) - len(written)
+        click.echo(f"{len(written)} written, {len(failed)} failed" + (f", {skipped} skipped" if skipped else ""))
     if failed:
         sys.exit(1)
 
@@ -95,6 +97,87 @@ def evaluate(pred: str, ref: str, mask: str | None, as_json: bool) -> None:
         for e in report["errors"]:
             click.echo(f"error: {e}", err=True)
         sys.exit(1)
+
+
+# ---------------------------------------------------------------- export / restore / info
+@main.command()
+@click.option("--model", "model_ref", default="res-s", show_default=True,
+              help="Shipped model name, a .safetensors file, or a training run folder.")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="OUT.onnx")
+@click.option("--opset", default=17, show_default=True,
+              help="17: TorchScript exporter, parses on TensorRT 8.6 (JetPack 6.0); 18+: torch.export.")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="onnxslim, when installed.")
+@click.option("--fp16", is_flag=True, help="FP16 weights and activations, FP32 inputs/outputs.")
+@click.option("--check/--no-check", default=True, show_default=True, help="ORT vs PyTorch parity on 3 shapes.")
+@click.option("--json", "as_json", is_flag=True)
+def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool, check: bool, as_json: bool) -> None:
+    """Export a restorer to ONNX with dynamic batch, height and width."""
+    from ftrt.export import export_onnx
+    from ftrt.export.parity import ParityError
+    from ftrt.models.pretrained import load_model
+
+    try:
+        model, meta = load_model(model_ref)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    try:
+        res = export_onnx(model, out_path, preset=meta["preset"], card_id=meta.get("card_id", ""), opset=opset,
+                          simplify=simplify, check=check, fp16=fp16)
+    except ParityError as exc:
+        _fail(f"parity check failed, nothing written: {exc}")
+        return
+    report = {"output": str(res.path), "opset": res.opset, "simplified": res.simplified, "parity": res.parity,
+              "fp16_psnr_db": res.fp16_psnr_db, "metadata": res.metadata}
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"wrote {res.path} (opset {res.opset}, {'simplified' if res.simplified else 'not simplified'})")
+    for row in res.parity:
+        click.echo(f"  parity {'x'.join(map(str, row['shape']))}: max abs error {row['max_abs_err']:.2e}")
+    if res.fp16_psnr_db is not None:
+        click.echo(f"  fp16 output vs fp32: PSNR {res.fp16_psnr_db:.1f} dB")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
+@click.option("--max-side", type=int, help="Working resolution: longest FOV side in pixels.")
+@click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
+def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
+            threads: int | None, side_by_side: bool, as_json: bool) -> None:
+    """Restore fundus photographs (files, folders, globs) with a trained model."""
+    from ftrt.batch import restore_files
+    from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
+
+    try:
+        be = open_backend(backend, model_ref, threads=threads)
+    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
+    _run_batch(lambda: restore_files(list(inputs), out_dir, pipeline, side_by_side, progress=not as_json), as_json)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def info(path: str, as_json: bool) -> None:
+    """Describe a model file: ONNX (I/O, dynamic dims, opset, metadata) or a safetensors checkpoint."""
+    from ftrt.info import describe, format_info
+
+    try:
+        rep = describe(path)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    click.echo(json.dumps(rep, indent=2) if as_json else format_info(rep))
 
 
 # ---------------------------------------------------------------- train

@@ -42,3 +42,20 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "drive").is_dir():
         pytest.skip("research data ../shared/data not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def random_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """res-s with a random (non-identity) head, exported once per session for runtime tests."""
+    import torch
+
+    from ftrt.export import export_onnx
+    from ftrt.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model("res-s").eval()
+    for p in m.out_proj.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    out = tmp_path_factory.mktemp("onnx") / "random-res-s.onnx"
+    export_onnx(m, out, preset="res-s", card_id="random", opset=17, check=False)
+    return out

@@ -86,3 +86,13 @@ def test_syn_generator_one_gan_step_changes_output() -> None:
     assert torch.isfinite(loss_g) and torch.isfinite(loss_d)
     with torch.no_grad():
         assert (g(good) - before).abs().max() > 0
+
+
+def test_split_dense_conv_equals_grouped_conv_on_interleaved_concat() -> None:
+    from ftrt.models.blocks import DenseConvBlock, interleave
+
+    torch.manual_seed(0)
+    block = DenseConvBlock(32)
+    y, x = torch.randn(2, 32, 17, 19), torch.randn(2, 32, 17, 19)
+    ref = block.conv2(interleave(y, x, block.groups))
+    assert torch.allclose(block._dense_conv(y, x), ref, atol=1e-5)

@@ -50,3 +50,14 @@ def ensure_output_dir(out_dir: str | os.PathLike[str], inputs: Iterable[Path]) -
             raise InputError(f"output folder {out_dir} is an input folder (holds {p.name}); choose another")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def skipped_in_folders(inputs: Iterable[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files inside named folders that :func:`collect_inputs` passes over (not image suffixes)."""
+    skipped: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            skipped.extend(sorted(c for c in p.iterdir()
+                                  if c.is_file() and c.suffix.lower() not in suffixes and not c.name.startswith(".")))
+    return skipped

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 # A header can claim any size; refuse before decoding rather than allocate gigabytes.
-MAX_PIXELS = 200_000_000
+# Fundus cameras top out near 24 MP; 100 MP leaves room for stitched montages.
+MAX_PIXELS = 100_000_000
 
 
 class ImageReadError(ValueError):
@@ -32,12 +33,37 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror})") from exc
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
+    dims = probe_dimensions(data.tobytes()[:65536])
+    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
+        w, h = dims
+        raise ImageReadError(f"{path}: header claims {w}x{h} pixels ({w * h / 1e6:.0f} MP), "
+                             f"above the {MAX_PIXELS / 1e6:.0f} MP limit")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise ImageReadError(f"{path}: not a readable image (unknown format or truncated)")
-    if img.size > MAX_PIXELS * 4:
-        raise ImageReadError(f"{path}: image too large ({img.shape})")
     return _to_float_rgb(img, path)
+
+
+def probe_dimensions(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                i += 1
+                continue
+            marker = head[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                i += 1 if marker == 0xFF else 2
+                continue
+            length = int.from_bytes(head[i + 2:i + 4], "big")
+            # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+            i += 2 + length
+    return None
 
 
 def _to_float_rgb(img: np.ndarray, path: Path) -> tuple[np.ndarray, int]:

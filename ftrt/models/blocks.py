@@ -55,20 +55,27 @@ class DenseConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv1(x)
-        y = self.conv2(_interleave(y, x, self.groups))
+        y = self._dense_conv(y, x)
         y = self.fc2(self.act(self.fc1(self.norm(y))))
         return x + y * self.scale[None, :, None, None]
 
 
-def _interleave(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
-    """Concat [a, b] so that each conv group sees its own slice of both tensors.
+    def _dense_conv(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``conv2`` over [y, x] interleaved per group, computed as two grouped convs and a sum.
 
-    A plain channel concat would give the first half of the groups only ``a`` and
-    the second half only ``b``; interleaving per group keeps the dense connection
-    inside every group.
-    """
-    if groups == 1:
-        return torch.cat([a, b], dim=1)
+        Each group of ``conv2`` sees its own slice of both tensors (a plain channel
+        concat would give half the groups only ``y``). Splitting the weight per
+        source gives the same result without materialising the concat, and
+        exports without the Reshape/Concat shuffle.
+        """
+        k = y.shape[1] // self.groups
+        w = self.conv2.weight
+        out = F.conv2d(y, w[:, :k], self.conv2.bias, padding=2, groups=self.groups)
+        return out + F.conv2d(x, w[:, k:], None, padding=2, groups=self.groups)
+
+
+def interleave(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """Concat [a, b] with channels interleaved per group (the layout ``conv2``'s weight is defined on)."""
     n, c, h, w = a.shape
     a = a.reshape(n, groups, c // groups, h, w)
     b = b.reshape(n, groups, c // groups, h, w)

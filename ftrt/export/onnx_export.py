@@ -1,0 +1,140 @@
+"""Export a restorer to ONNX that accepts any batch, height and width >= 32.
+
+Padding to the model's multiple happens inside the graph (reflect Pad computed
+from the input's shape), so no caller ever pads. Opset 17 goes through the
+TorchScript exporter (TensorRT 8.6 / JetPack 6.0 parse opset <= 17; the dynamo
+exporter cannot write a reflect Pad below 18); opset 18+ through torch.export.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ftrt import __version__
+from ftrt.export.metadata import build_metadata, set_metadata
+from ftrt.export.parity import PARITY_SHAPES, parity_check
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "restored"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    opset: int
+    simplified: bool
+    parity: list[dict[str, Any]] = field(default_factory=list)
+    fp16_psnr_db: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _export_legacy(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (sample,), buf, dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={n: {0: "batch", 2: "height", 3: "width"} for n in (INPUT_NAME, OUTPUT_NAME)},
+            do_constant_folding=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.ModelProto:
+    dims = {0: torch.export.Dim("batch", min=1, max=256), 2: torch.export.Dim("height", min=32, max=16384),
+            3: torch.export.Dim("width", min=32, max=16384)}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = os.path.join(tmp, "model.onnx")
+        torch.onnx.export(model, (sample,), path, dynamo=True, opset_version=opset, external_data=False,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_shapes={"x": dims}, verbose=False)
+        return onnx.load(path)
+
+
+def _simplify(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    try:
+        import onnxslim
+    except ImportError:
+        return proto, False
+    return onnxslim.slim(proto), True
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    out: str | Path,
+    *,
+    preset: str,
+    card_id: str = "",
+    opset: int = 17,
+    simplify: bool = True,
+    check: bool = True,
+    fp16: bool = False,
+    tolerance: float = 1e-4,
+) -> ExportResult:
+    """Export ``model`` (a DenseUNet in eval mode) to ``out``; raises ``ParityError`` above ``tolerance``."""
+    model = model.eval()
+    out = Path(out)
+    sample = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        proto = _export_legacy(model, sample, opset) if opset <= 17 else _export_dynamo(model, sample, opset)
+    # FP16 conversion runs on the raw export: after simplification constants are shared between
+    # nodes that stay FP32 and nodes that become FP16, which the converter cannot type.
+    half = None
+    if fp16:
+        from ftrt.export.fp16 import convert_fp16
+
+        half = convert_fp16(proto)
+    simplified = False
+    if simplify:
+        proto, simplified = _simplify(proto)
+        if half is not None:
+            half, _ = _simplify(half)
+    meta = build_metadata(preset=preset, card_id=card_id, opset=opset, pad_multiple=int(model.pad_multiple),
+                          precision="fp32", ftrt_version=__version__)
+    set_metadata(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    result = ExportResult(path=out, opset=opset, simplified=simplified, metadata=meta)
+    if check:
+        result.parity = parity_check(model, proto.SerializeToString(), PARITY_SHAPES, tolerance)
+    if half is not None:
+        from ftrt.export.fp16 import psnr_vs_fp32
+
+        result.fp16_psnr_db = psnr_vs_fp32(proto, half)
+        result.metadata = {**meta, "precision": "fp16-mixed"}
+        set_metadata(half, result.metadata)
+        onnx.checker.check_model(half, full_check=True)
+        _save(half, out)
+    else:
+        _save(proto, out)
+    return result
+
+
+def _save(proto: onnx.ModelProto, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)

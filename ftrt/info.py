@@ -1,0 +1,109 @@
+"""``ftrt info``: what a model file is, without running it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _dim(d: Any) -> int | str:
+    if d.HasField("dim_value"):
+        return int(d.dim_value)
+    return d.dim_param or "?"
+
+
+def onnx_info(path: Path) -> dict[str, Any]:
+    try:
+        import onnx
+    except ImportError:
+        return _onnx_info_via_ort(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    params = sum(int(_numel(t.dims)) for t in proto.graph.initializer)
+    init_names = {t.name for t in proto.graph.initializer}
+
+    def spec(v: Any) -> dict[str, Any]:
+        tt = v.type.tensor_type
+        return {"name": v.name, "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(),
+                "shape": [_dim(d) for d in tt.shape.dim]}
+
+    return {
+        "file": str(path),
+        "format": "onnx",
+        "size_bytes": path.stat().st_size,
+        "opset": {(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "inputs": [spec(v) for v in proto.graph.input if v.name not in init_names],
+        "outputs": [spec(v) for v in proto.graph.output],
+        "parameters": params,
+        "nodes": len(proto.graph.node),
+        "metadata": {p.key: p.value for p in proto.metadata_props},
+    }
+
+
+def _numel(dims: Any) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+def _onnx_info_via_ort(path: Path) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return {
+        "file": str(path), "format": "onnx", "size_bytes": path.stat().st_size,
+        "inputs": [{"name": i.name, "dtype": i.type, "shape": list(i.shape)} for i in s.get_inputs()],
+        "outputs": [{"name": o.name, "dtype": o.type, "shape": list(o.shape)} for o in s.get_outputs()],
+        "metadata": dict(s.get_modelmeta().custom_metadata_map),
+    }
+
+
+def safetensors_info(path: Path) -> dict[str, Any]:
+    """Reads the safetensors header directly: no torch needed to describe a checkpoint."""
+    raw = path.read_bytes()[:8]
+    n = int.from_bytes(raw, "little")
+    with path.open("rb") as fh:
+        fh.seek(8)
+        header = json.loads(fh.read(n))
+    meta = json.loads(header.pop("__metadata__", {}).get("ftrt", "{}"))
+    params = sum(_numel(v["shape"]) for v in header.values())
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else None
+    return {"file": str(path), "format": "safetensors", "size_bytes": path.stat().st_size,
+            "preset": meta.get("preset"), "parameters": params, "tensors": len(header), "metadata": meta,
+            "model_card": card}
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix == ".onnx":
+        return onnx_info(p)
+    if p.suffix == ".safetensors":
+        return safetensors_info(p)
+    raise ValueError(f"{p}: unknown model format (expected .onnx or .safetensors)")
+
+
+def format_info(info: dict[str, Any]) -> str:
+    lines = [f"{info['file']}  ({info['format']}, {info['size_bytes'] / 1e6:.2f} MB)"]
+    if info["format"] == "onnx":
+        if "opset" in info:
+            lines.append(f"opset: {', '.join(f'{k} {v}' for k, v in info['opset'].items())}; "
+                         f"{info.get('nodes', '?')} nodes; {info.get('parameters', 0):,} parameters")
+        for kind in ("inputs", "outputs"):
+            for t in info[kind]:
+                lines.append(f"{kind[:-1]:<7} {t['name']}: {t['dtype']} {t['shape']}")
+    else:
+        lines.append(f"preset: {info['preset']}; {info['parameters']:,} parameters in {info['tensors']} tensors")
+        card = info.get("model_card")
+        if card:
+            tr = card.get("training", {})
+            lines.append(f"model card: {card.get('id')}; {tr.get('steps')} steps, {tr.get('train_seconds')} s")
+    for k, v in sorted(info.get("metadata", {}).items()):
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v)
+        lines.append(f"  {k}: {v}")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, ShapeProfile, TensorSpec
+from ftrt.runtime.models import resolve_model
+
+BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "torch")
+
+
+def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
+    """Create (not open) a backend for ``model`` (a shipped name or a file path)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "torch":
+        from ftrt.runtime.backends.torch_backend import TorchBackend
+
+        return TorchBackend(resolve_model(model, "safetensors"), threads=threads)
+    from ftrt.runtime.backends.ort import OrtBackend
+
+    provider = {"auto": "cpu", "ort": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}[name]
+    return OrtBackend(resolve_model(model, "onnx"), provider=provider, threads=threads,
+                      engine_cache=opts.get("engine_cache"))
+
+
+def open_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
+    return make_backend(name, model, threads, **opts).open()
+
+
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "BackendUnavailable", "ShapeProfile", "TensorSpec",
+           "make_backend", "open_backend", "Path"]

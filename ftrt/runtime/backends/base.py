@@ -1,0 +1,84 @@
+"""The backend interface every runtime implements (ONNX Runtime, PyTorch, TensorRT).
+
+A backend takes an NCHW float32 batch in [0, 1] and returns the same-shaped
+result. It owns no pre/post-processing: the fundus pipeline does that once for
+every backend, so backends differ only in where the arithmetic runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend (or its accelerator) is not present on this machine."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """Optimisation profile of an engine: (min, opt, max) as (N, C, H, W); ORT CPU has one unbounded profile."""
+
+    min: tuple[int, int, int, int]
+    opt: tuple[int, int, int, int]
+    max: tuple[int, int, int, int]
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+
+@dataclass
+class BackendInfo:
+    name: str
+    device: str
+    precision: str
+    providers: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    profiles: list[ShapeProfile] = field(default_factory=list)
+
+
+class Backend(ABC):
+    """open() -> run(batch) ... -> close(); usable as a context manager."""
+
+    info: BackendInfo
+
+    @abstractmethod
+    def open(self) -> "Backend": ...
+
+    @property
+    @abstractmethod
+    def input_spec(self) -> TensorSpec: ...
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        pass
+
+    def supports_shape(self, shape: tuple[int, ...]) -> bool:
+        """Whether ``run`` accepts this NCHW shape as-is (engines have bounded profiles)."""
+        return not self.info.profiles or any(p.fits(shape) for p in self.info.profiles)
+
+    @property
+    def pad_multiple(self) -> int:
+        return int(self.info.metadata.get("pad_multiple", 1))
+
+    @property
+    def min_side(self) -> int:
+        return int(self.info.metadata.get("min_side", 1))
+
+    def __enter__(self) -> "Backend":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,97 @@
+"""ONNX Runtime backend: CPU by default; CUDA or TensorRT execution providers when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class OrtBackend(Backend):
+    def __init__(self, model: str | Path, provider: str = "cpu", threads: int | None = None,
+                 engine_cache: str | Path | None = None, device_id: int = 0) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose {', '.join(PROVIDERS)}")
+        self.model = Path(model)
+        self.provider = provider
+        self.threads = threads
+        self.engine_cache = engine_cache
+        self.device_id = device_id
+        self.session = None
+        self.info = BackendInfo(name=f"ort-{provider}" if provider != "cpu" else "ort", device="cpu",
+                                precision="fp32")
+
+    def _provider_list(self) -> list[object]:
+        import onnxruntime as ort
+
+        wanted = PROVIDERS[self.provider]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            hint = "pip install onnxruntime-gpu (it replaces onnxruntime)" if self.provider != "cpu" else ""
+            raise BackendUnavailable(f"ONNX Runtime has no {wanted} here (available: {', '.join(available)}). {hint}".strip())
+        if self.provider == "cuda":
+            # Heuristic cuDNN search: exhaustive search costs hundreds of ms on every new image size.
+            return [(wanted, {"device_id": self.device_id, "cudnn_conv_algo_search": "HEURISTIC"}),
+                    "CPUExecutionProvider"]
+        if self.provider == "tensorrt":
+            opts: dict[str, object] = {"device_id": self.device_id, "trt_fp16_enable": False}
+            if self.engine_cache:
+                os.makedirs(self.engine_cache, exist_ok=True)
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(self.engine_cache),
+                            trt_timing_cache_enable=True)
+            return [(wanted, opts), ("CUDAExecutionProvider", {"device_id": self.device_id}), "CPUExecutionProvider"]
+        return [wanted]
+
+    def open(self) -> "OrtBackend":
+        import onnxruntime as ort
+
+        if not self.model.is_file():
+            raise FileNotFoundError(f"{self.model}: no such ONNX file")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.model), so, providers=self._provider_list())
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ValueError(f"{self.model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
+        active = self.session.get_providers()
+        # onnxruntime-gpu silently falls back to CPU when the GPU is missing: say so instead of pretending.
+        if PROVIDERS[self.provider] not in active:
+            raise BackendUnavailable(f"{PROVIDERS[self.provider]} did not start (active: {', '.join(active)}); "
+                                     "is a GPU and its driver present?")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info.metadata = dict(meta)
+        self.info.providers = active
+        self.info.device = "cpu" if self.provider == "cpu" else f"cuda:{self.device_id}"
+        self.info.precision = meta.get("precision", "fp32")
+        return self
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        assert self.session is not None, "open() first"
+        i = self.session.get_inputs()[0]
+        return TensorSpec(i.name, tuple(i.shape), i.type)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            self.open()
+        assert self.session is not None
+        name = self.session.get_inputs()[0].name
+        return self.session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ftrt.cli import main
+from ftrt.io import read_image, write_image
+from ftrt.metrics import psnr
+from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
+from ftrt.runtime.tiles import run_tiled, tile_starts
+
+
+def test_pipeline_on_skimage_retina(random_onnx: Path, retina: np.ndarray) -> None:
+    with open_backend("ort", str(random_onnx), threads=2) as be:
+        res = FundusPipeline(be, PipelineConfig(tile=None)).restore(retina)
+    assert res.image.shape == retina.shape and res.image.dtype == np.float32
+    assert 0 <= res.image.min() and res.image.max() <= 1
+    assert not res.image[~res.mask].any(), "outside the FOV must be zero"
+    inside = psnr(res.image, retina * res.mask[..., None], res.mask)
+    assert 10 < inside < 60, "the random head changes the image, but not into noise"
+    assert set(res.ms) == {"preprocess", "infer", "postprocess"}
+
+
+def test_tiled_equals_whole_image(random_onnx: Path, retina_full: np.ndarray) -> None:
+    img = cv2.resize(retina_full, (320, 288), interpolation=cv2.INTER_AREA)
+    with open_backend("ort", str(random_onnx), threads=2) as be:
+        whole = FundusPipeline(be, PipelineConfig(tile=None)).restore(img)
+        tiled = FundusPipeline(be, PipelineConfig(tile=192, overlap=64)).restore(img)
+    assert tiled.info["tiled"] and not whole.info["tiled"]
+    assert psnr(tiled.image, whole.image, whole.mask) > 40
+
+
+def test_tile_geometry() -> None:
+    assert tile_starts(100, 128, 16) == [0]
+    starts = tile_starts(1000, 256, 64)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:]))
+    img = np.random.default_rng(0).uniform(size=(300, 217, 3)).astype(np.float32)
+    assert np.allclose(run_tiled(img, lambda t: t * 2, 64, 16), img * 2, atol=1e-6)
+
+
+def test_max_side_keeps_native_resolution(random_onnx: Path, retina_full: np.ndarray) -> None:
+    img = cv2.resize(retina_full, (512, 512), interpolation=cv2.INTER_AREA)
+    with open_backend("ort", str(random_onnx)) as be:
+        res = FundusPipeline(be, PipelineConfig(max_side=256)).restore(img)
+    assert res.image.shape == img.shape and res.info["work_shape"][0] <= 256
+
+
+def test_missing_provider_is_reported(random_onnx: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA provider installed here")
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        open_backend("ort-cuda", str(random_onnx))
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+
+
+@pytest.fixture()
+def bad_folder(tmp_path: Path, retina: np.ndarray) -> Path:
+    d = tmp_path / "camera"
+    d.mkdir()
+    (d / "notes.txt").write_text("not an image")
+    write_image(d / "good.jpg", retina)
+    (d / "truncated.jpg").write_bytes((d / "good.jpg").read_bytes()[:2000])
+    cv2.imwrite(str(d / "tiny.png"), np.full((10, 10, 3), 128, np.uint8))
+    write_image(d / "deep.png", retina, depth=16)
+    cv2.imwrite(str(d / "grey.jpg"), (cv2.cvtColor(retina, cv2.COLOR_RGB2GRAY) * 255).astype(np.uint8))
+    (d / "huge.png").write_bytes(_png_header_only(30000, 30000))
+    return d
+
+
+def test_restore_bad_input_folder(bad_folder: Path, random_onnx: Path, tmp_path: Path) -> None:
+    before = {p.name: p.read_bytes() for p in bad_folder.iterdir()}
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["restore", str(bad_folder), "-o", str(out), "--model", str(random_onnx), "--json"])
+    assert r.exit_code == 1, r.output
+    recs = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert {n: x["status"] for n, x in recs.items()} == {
+        "notes.txt": "skipped", "good.jpg": "ok", "truncated.jpg": "error", "tiny.png": "error",
+        "deep.png": "ok", "grey.jpg": "ok", "huge.png": "error"}
+    assert "30000x30000" in recs["huge.png"]["error"]
+    assert "at least 32 px" in recs["tiny.png"]["error"]
+    for x in recs.values():
+        assert x["error"] is None or "\n" not in x["error"]
+    assert {p.name: p.read_bytes() for p in bad_folder.iterdir()} == before, "inputs must never change"
+    deep, depth = read_image(out / "deep.png")
+    assert depth == 16 and deep.shape == (256, 256, 3)
+    assert set(recs["good.jpg"]["ms"]) >= {"read", "preprocess", "infer", "postprocess", "write"}
+    assert not list(out.glob(".*.tmp")), "no temp files left behind"
+
+
+def test_restore_side_by_side(retina_png: Path, random_onnx: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(tmp_path / "o"), "--model", str(random_onnx),
+                                  "--side-by-side"])
+    assert r.exit_code == 0, r.output
+    cmp_img, _ = read_image(tmp_path / "o" / "retina_compare.png")
+    assert cmp_img.shape == (256, 512, 3)
+
+
+BLOCK_TORCH = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_runtime_needs_no_torch(random_onnx: Path, retina_png: Path, tmp_path: Path) -> None:
+    script = BLOCK_TORCH + f"""
+from ftrt.cli import main
+import ftrt.runtime
+try:
+    main(["restore", {str(retina_png)!r}, "-o", {str(tmp_path / "o")!r}, "--model", {str(random_onnx)!r}, "--json"])
+except SystemExit as e:
+    assert not e.code, e.code
+assert "torch" not in sys.modules
+print("TORCH-FREE-OK")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH-FREE-OK" in proc.stdout
+    rec = json.loads(proc.stdout.splitlines()[0])
+    assert rec["status"] == "ok" and Path(rec["output"]).exists()
+
+
+def test_restore_as_real_subprocess(random_onnx: Path, retina_png: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ftrt.cli", "restore", str(retina_png), "-o", str(tmp_path / "o"),
+                           "--model", str(random_onnx)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 written, 0 failed" in proc.stdout
