@@ -2,15 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+DEMO ?= demo
 
-.PHONY: test install clean
+.PHONY: test demo install clean
 
+# The full environment: training, export and tests.
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# Pinned first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,export,dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -18,5 +20,20 @@ install: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
+# The demo needs no PyTorch: the runtime restores with ONNX Runtime on the CPU.
+$(VENV)-demo/bin/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)-demo
+	$(VENV)-demo/bin/pip install -q --upgrade pip
+	$(VENV)-demo/bin/pip install -q -e '.[samples]'
+	touch $@
+
+demo: $(VENV)-demo/bin/.installed
+	mkdir -p $(DEMO)/sample
+	$(VENV)-demo/bin/ftrt sample $(DEMO)/sample/retina.png --size 768
+	$(VENV)-demo/bin/ftrt degrade $(DEMO)/sample -o $(DEMO)/degraded --seed 0 --kind mixed
+	$(VENV)-demo/bin/ftrt restore $(DEMO)/degraded -o $(DEMO)/restored --backend ort --side-by-side
+	$(VENV)-demo/bin/ftrt info ftrt/weights/res-s.onnx
+	@echo "side by side (degraded | restored): $(DEMO)/restored/retina_compare.png"
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV)-demo build *.egg-info $(DEMO)

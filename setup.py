@@ -14,9 +14,11 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
     package_data={"ftrt": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    # The runtime: numpy, OpenCV and ONNX Runtime; never torch.
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
+        "onnxruntime>=1.17",
         "click>=8.1",
         "tqdm>=4.60",
         "pyyaml>=6.0",
@@ -24,6 +26,8 @@ setup(
     extras_require={
         # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on machines that only need the CPU one.
         "train": ["torch==2.13.0", "safetensors>=0.4"],
+        "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxslim>=0.1.40", "onnxconverter-common>=1.14"],
+        "samples": ["scikit-image>=0.22"],
         "dev": ["pytest>=8", "scikit-image>=0.22", "safetensors>=0.4"],
     },
     entry_points={"console_scripts": ["ftrt=ftrt.cli:main"]},

@@ -10,24 +10,24 @@ masks. Needs the research data in ``../shared/data`` (not shipped with ftrt).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import cpu_name, write_report  # noqa: E402
 
 from ftrt import __version__  # noqa: E402
 from ftrt.batch import degrade_files, run_batch  # noqa: E402
 from ftrt.enhance import enhance  # noqa: E402
 from ftrt.evaluate import evaluate_dirs  # noqa: E402
-from ftrt.models.pretrained import WEIGHTS_DIR, load_model, restore_array  # noqa: E402
-
+from ftrt.runtime import FundusPipeline, PipelineConfig, open_backend  # noqa: E402
+from ftrt.runtime.models import WEIGHTS_DIR  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +39,7 @@ def main() -> int:
     if not (drive / "images").is_dir():
         print(f"DRIVE test set not found under {drive}", file=sys.stderr)
         return 2
-    models = args.models if args.models is not None else sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    models = args.models if args.models is not None else sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_p = Path(tmp)
@@ -57,13 +57,19 @@ def main() -> int:
             methods[method.upper()] = out
             timings[method.upper()] = (time.perf_counter() - t0) / 20
         for name in models:
-            model, meta = load_model(name)
-            out = tmp_p / f"model_{Path(name).stem}"
-            t0 = time.perf_counter()
-            run_batch([str(degraded)], out, lambda p, img, d, i: (restore_array(model, img), {}), progress=False)
-            label = f"{meta.get('preset')} ({Path(meta['weights']).name})"
-            methods[label] = out
-            timings[label] = (time.perf_counter() - t0) / 20
+            backend = open_backend("ort", name, threads=2)
+            for max_side in (None, 0):
+                pipe = FundusPipeline(backend, PipelineConfig(max_side=max_side, tile=None))
+                side = f"work side {pipe.work_side} px" if pipe.work_side else "native resolution"
+                label = f"{Path(name).stem} (ORT, {side})"
+                if label in methods:
+                    continue
+                out = tmp_p / f"model_{Path(name).stem}_{max_side}"
+                t0 = time.perf_counter()
+                run_batch([str(degraded)], out, lambda p, img, d, i, pp=pipe: (pp.restore(img).image, {}),
+                          progress=False)
+                methods[label] = out
+                timings[label] = (time.perf_counter() - t0) / 20
         for label, folder in methods.items():
             rep = evaluate_dirs(folder, ref, drive / "mask")
             if rep["errors"]:
@@ -74,7 +80,9 @@ def main() -> int:
         "# Restoration quality on degraded DRIVE test images",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/quality.py`, ftrt {__version__},",
-        f"on {platform.machine()} / {platform.processor() or 'cpu'} (PyTorch CPU inference, full 565x584 images).",
+        f"on {cpu_name()}, 2 threads; models run through the torch-free runtime (ONNX Runtime CPU, the",
+        "shipped ONNX) with the same fundus pipeline as `ftrt restore`: FOV crop, the model's working resolution",
+        "(its correction upsampled onto the full-resolution photograph), or native resolution.",
         "",
         "Input: the 20 DRIVE test photographs degraded with `ftrt degrade --kind mixed --seed 0`.",
         "Metrics: PSNR (dB) and SSIM (Gaussian window, sigma 1.5) inside DRIVE's own FOV masks, mean over images.",
@@ -90,12 +98,8 @@ def main() -> int:
         ok = p - clahe_row[1] >= 4.0 and s - clahe_row[2] >= 0.05
         lines.append(f"- {label}: {p - clahe_row[1]:+.2f} dB, {s - clahe_row[2]:+.4f} SSIM vs CLAHE: "
                      f"{'met' if ok else 'NOT met'}")
-    text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_report(args.out, lines)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -71,6 +71,22 @@ def _run_batch(job: Any, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("out_path", type=click.Path(dir_okay=False))
+@click.option("--size", default=512, show_default=True, help="Side in pixels (0: the original 1411).")
+def sample(out_path: str, size: int) -> None:
+    """Write the CC0 sample fundus photograph (from scikit-image) to OUT_PATH."""
+    from ftrt.io import write_image
+    from ftrt.samples import retina
+
+    try:
+        img = retina(size or None)
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
+    click.echo(str(write_image(out_path, img)))
+
+
 # ---------------------------------------------------------------- evaluate
 @main.command()
 @click.option("--pred", required=True, type=click.Path(exists=True, file_okay=False), help="Restored images.")
@@ -123,7 +139,7 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
         return
     try:
         res = export_onnx(model, out_path, preset=meta["preset"], card_id=meta.get("card_id", ""), opset=opset,
-                          simplify=simplify, check=check, fp16=fp16)
+                          simplify=simplify, check=check, fp16=fp16, work_side=meta.get("work_side"))
     except ParityError as exc:
         _fail(f"parity check failed, nothing written: {exc}")
         return
@@ -145,7 +161,8 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
 @click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
-@click.option("--max-side", type=int, help="Working resolution: longest FOV side in pixels.")
+@click.option("--max-side", type=int,
+              help="Working resolution (longest FOV side, px); default: the model's own; 0: native resolution.")
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
 @click.option("--threads", type=int, help="CPU threads for the backend.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")

@@ -7,12 +7,13 @@ from typing import Any
 import onnx
 
 KEYS = ("ftrt_version", "model", "preset", "card_id", "value_range", "normalization", "channel_order",
-        "layout", "pad_multiple", "opset", "precision", "min_side")
+        "layout", "pad_multiple", "opset", "precision", "min_side", "work_side")
 
 
 def build_metadata(*, preset: str, card_id: str, opset: int, pad_multiple: int, precision: str,
-                   ftrt_version: str) -> dict[str, str]:
+                   ftrt_version: str, work_side: int | None = None) -> dict[str, str]:
     return {
+        "work_side": str(work_side or 0),
         "ftrt_version": ftrt_version,
         "model": "restorer",
         "preset": preset,

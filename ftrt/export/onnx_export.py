@@ -82,6 +82,7 @@ def export_onnx(
     check: bool = True,
     fp16: bool = False,
     tolerance: float = 1e-4,
+    work_side: int | None = None,
 ) -> ExportResult:
     """Export ``model`` (a DenseUNet in eval mode) to ``out``; raises ``ParityError`` above ``tolerance``."""
     model = model.eval()
@@ -102,7 +103,7 @@ def export_onnx(
         if half is not None:
             half, _ = _simplify(half)
     meta = build_metadata(preset=preset, card_id=card_id, opset=opset, pad_multiple=int(model.pad_multiple),
-                          precision="fp32", ftrt_version=__version__)
+                          precision="fp32", ftrt_version=__version__, work_side=work_side)
     set_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)

@@ -25,6 +25,7 @@ from ftrt.runtime.tiles import run_tiled
 
 @dataclass
 class PipelineConfig:
+    # None: the model's own working resolution (metadata ``work_side``); 0: always native resolution.
     max_side: int | None = None
     tile: int | None = 1024
     overlap: int = 64
@@ -45,6 +46,12 @@ class FundusPipeline:
         if self.config.tile is not None and self.config.tile < 2 * self.config.overlap:
             raise ValueError(f"tile {self.config.tile} must be at least twice the overlap {self.config.overlap}")
 
+    @property
+    def work_side(self) -> int | None:
+        if self.config.max_side is not None:
+            return self.config.max_side or None
+        return int(self.backend.info.metadata.get("work_side", 0) or 0) or None
+
     def _infer(self, img: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
         return self.backend.run(x)[0].transpose(1, 2, 0)
@@ -64,7 +71,7 @@ class FundusPipeline:
             y0, y1, x0, x1 = 0, h, 0, w
         crop = img[y0:y1, x0:x1] * mask[y0:y1, x0:x1, None]
         work = crop
-        ms_ = self.config.max_side
+        ms_ = self.work_side
         if ms_ and max(crop.shape[:2]) > ms_:
             s = ms_ / max(crop.shape[:2])
             size = (max(min_side, round(crop.shape[1] * s)), max(min_side, round(crop.shape[0] * s)))

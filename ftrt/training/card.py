@@ -24,6 +24,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
         "parameters": meta["parameters"],
         "task": "fundus photograph restoration (illumination, blur, artifacts, cataract haze)",
         "input": meta["input"],
+        "work_side": cfg["max_side"],
         "training": {
             "data": cfg["data"],
             "degradation": cfg["kind"],
@@ -50,6 +51,7 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     state, meta = load_weights(run / "final.safetensors")
     meta["card_id"] = card["id"]
     meta["name"] = name
+    meta["work_side"] = card["training"]["max_side"]
     save_weights(dest / f"{name}.safetensors", state, meta)
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     log = run / "log.jsonl"

@@ -170,6 +170,8 @@ class RestorerTrainer:
             "parameters": count_parameters(self.model),
             "input": {"range": [0.0, 1.0], "channels": "RGB", "layout": "NCHW",
                       "pad_multiple": int(self.model.pad_multiple)},
+            # The scale the model learnt at: the runtime restores at this FOV size by default.
+            "work_side": cfg.max_side,
         }
         final = self.out / "final.safetensors"
         save_weights(final, self.ema.state_dict(), meta)

@@ -29,6 +29,7 @@ class TorchBackend(Backend):
         model, meta = load_model(self.weights)
         self.model = model.to(self.device).eval()
         self.info.metadata = {"pad_multiple": str(model.pad_multiple), "min_side": "32",
+                              "work_side": str(meta.get("work_side") or 0),
                               "preset": str(meta.get("preset")), "card_id": str(meta.get("card_id", ""))}
         return self
 

@@ -1,0 +1,99 @@
+"""CPU latency: PyTorch eager vs ONNX Runtime for the restorer presets.
+
+    python benchmarks/cpu_latency.py [--models res-s res-l] [--sizes 256 512 1024] [--runs 5] [--threads 2]
+
+Each cell: ``--warmup`` untimed runs, then the median of ``--runs`` timed runs, batch 1.
+Weights are the shipped ones where they exist (speed does not depend on their values).
+Writes ``benchmarks/results/cpu_latency.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import cpu_name, write_report  # noqa: E402
+
+
+def time_fn(fn, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["res-s", "res-l"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_latency.md"))
+    args = ap.parse_args()
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from ftrt.export import export_onnx
+    from ftrt.models import build_model
+    from ftrt.models.pretrained import load_model, shipped_weights
+    from ftrt.runtime.backends.ort import OrtBackend
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            if shipped_weights(name):
+                model, _ = load_model(name)
+            else:
+                model = build_model(name).eval()
+            onnx_path = Path(tmp) / f"{name}.onnx"
+            export_onnx(model, onnx_path, preset=name, opset=17, check=False)
+            be = OrtBackend(onnx_path, threads=args.threads).open()
+            for size in args.sizes:
+                x = np.random.default_rng(0).uniform(size=(1, 3, size, size)).astype(np.float32)
+                xt = torch.from_numpy(x)
+                with torch.inference_mode():
+                    t_torch = time_fn(lambda: model(xt), args.warmup, args.runs)
+                t_ort = time_fn(lambda: be.run(x), args.warmup, args.runs)
+                med_t, med_o = statistics.median(t_torch), statistics.median(t_ort)
+                rows.append((name, size, med_t, med_o, med_t / med_o))
+                print(f"{name} {size}: torch {med_t:.0f} ms, ORT {med_o:.0f} ms, x{med_t / med_o:.2f}", flush=True)
+            be.close()
+    lines = [
+        "# CPU latency: PyTorch eager vs ONNX Runtime",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/cpu_latency.py "
+        f"--runs {args.runs} --threads {args.threads}`.",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads for both runtimes. "
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}.",
+        f"Batch 1, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs. ONNX: opset 17, "
+        "onnxslim-simplified, ORT graph optimisation level ALL.",
+        "",
+        "| model | size | torch eager (ms) | ORT CPU (ms) | ORT speed-up |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, size, t, o, r in rows:
+        lines.append(f"| {name} | {size}x{size} | {t:.0f} | {o:.0f} | {r:.2f}x |")
+    write_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
