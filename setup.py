@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
-    package_data={"ftrt": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    package_data={"ftrt": ["weights/*.safetensors", "weights/*.onnx", "weights/*.json", "weights/*.jsonl", "weights/*.md"]},
     # The runtime: numpy, OpenCV and ONNX Runtime; never torch.
     install_requires=[
         "numpy>=1.24",

@@ -1,6 +1,8 @@
-"""CPU latency: PyTorch eager vs ONNX Runtime for the restorer presets.
+"""CPU latency: PyTorch eager vs ONNX Runtime for the restorer presets and the readability classifier.
 
-    python benchmarks/cpu_latency.py [--models res-s res-l] [--sizes 256 512 1024] [--runs 5] [--threads 2]
+    python benchmarks/cpu_latency.py [--models res-s res-l readability] [--sizes 256 512 1024] [--runs 5]
+
+The classifier runs at its fixed input side, batch 1 and 8, whatever ``--sizes`` says.
 
 Each cell: ``--warmup`` untimed runs, then the median of ``--runs`` timed runs, batch 1.
 Weights are the shipped ones where they exist (speed does not depend on their values).
@@ -38,7 +40,7 @@ def time_fn(fn, warmup: int, runs: int) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["res-s", "res-l"])
+    ap.add_argument("--models", nargs="+", default=["res-s", "res-l", "readability"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -66,15 +68,20 @@ def main() -> int:
             onnx_path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, onnx_path, preset=name, opset=17, check=False)
             be = OrtBackend(onnx_path, threads=args.threads).open()
-            for size in args.sizes:
-                x = np.random.default_rng(0).uniform(size=(1, 3, size, size)).astype(np.float32)
+            if getattr(model, "task", "") == "readability":
+                shapes = [(1, model.input_side), (8, model.input_side)]
+            else:
+                shapes = [(1, size) for size in args.sizes]
+            for batch, size in shapes:
+                x = np.random.default_rng(0).uniform(size=(batch, 3, size, size)).astype(np.float32)
                 xt = torch.from_numpy(x)
                 with torch.inference_mode():
                     t_torch = time_fn(lambda: model(xt), args.warmup, args.runs)
                 t_ort = time_fn(lambda: be.run(x), args.warmup, args.runs)
                 med_t, med_o = statistics.median(t_torch), statistics.median(t_ort)
-                rows.append((name, size, med_t, med_o, med_t / med_o))
-                print(f"{name} {size}: torch {med_t:.0f} ms, ORT {med_o:.0f} ms, x{med_t / med_o:.2f}", flush=True)
+                shape = f"{size}x{size}" + (f", batch {batch}" if batch > 1 else "")
+                rows.append((name, shape, med_t, med_o, med_t / med_o))
+                print(f"{name} {shape}: torch {med_t:.0f} ms, ORT {med_o:.0f} ms, x{med_t / med_o:.2f}", flush=True)
             be.close()
     lines = [
         "# CPU latency: PyTorch eager vs ONNX Runtime",
@@ -83,14 +90,15 @@ def main() -> int:
         f"--runs {args.runs} --threads {args.threads}`.",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads for both runtimes. "
         f"torch {torch.__version__}, onnxruntime {ort.__version__}.",
-        f"Batch 1, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs. ONNX: opset 17, "
+        f"Batch 1 unless noted, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs. "
+        "ONNX: opset 17, "
         "onnxslim-simplified, ORT graph optimisation level ALL.",
         "",
-        "| model | size | torch eager (ms) | ORT CPU (ms) | ORT speed-up |",
+        "| model | input | torch eager (ms) | ORT CPU (ms) | ORT speed-up |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, size, t, o, r in rows:
-        lines.append(f"| {name} | {size}x{size} | {t:.0f} | {o:.0f} | {r:.2f}x |")
+    for name, shape, t, o, r in rows:
+        lines.append(f"| {name} | {shape} | {t:.0f} | {o:.0f} | {r:.2f}x |")
     write_report(args.out, lines)
     return 0
 

@@ -19,6 +19,14 @@ from ftrt.io.files import skipped_in_folders
 Record = dict[str, Any]
 
 
+class SkipFile(Exception):
+    """Raised by a ``process`` function to leave a file untouched on purpose; recorded as skipped."""
+
+    def __init__(self, reason: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.extra = extra or {}
+
+
 def run_batch(
     inputs: Iterable[str],
     out_dir: str | Path,
@@ -65,11 +73,16 @@ def run_batch(
             ms = {"read": (t1 - t0) * 1e3, **extra.pop("ms", {}), "write": (time.perf_counter() - t2) * 1e3}
             rec.update(output=str(dst), shape=list(img.shape[:2]), **extra,
                        ms={k: round(v, 2) for k, v in ms.items()})
+        except SkipFile as skip:
+            rec.update(status="skipped", reason=str(skip), **skip.extra)
         except (ImageReadError, ValueError, OSError, MemoryError) as exc:
-            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            rec.update(status="error", error=msg)
+            rec.update(status="error", error=_one_line(path, exc))
         records.append(rec)
     return records
+
+
+def _one_line(path: Path, exc: BaseException) -> str:
+    return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
 
 
 def degrade_files(inputs: list[str], out_dir: str | Path, kind: str = "mixed", seed: int = 0,
@@ -100,14 +113,47 @@ def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress:
 
 
 def restore_files(inputs: list[str], out_dir: str | Path, pipeline: Any, side_by_side: bool = False,
-                  progress: bool = True) -> list[Record]:
-    """Restore each file through a :class:`ftrt.runtime.FundusPipeline`."""
+                  progress: bool = True, gate: Any = None, skip_invalid: bool = False) -> list[Record]:
+    """Restore each file through a :class:`ftrt.runtime.FundusPipeline`.
+
+    With ``gate`` (a :class:`ftrt.runtime.readability.ReadabilityScorer`) every
+    image is scored before and after restoration; ``skip_invalid`` leaves
+    images the gate says are not fundus photographs untouched.
+    """
 
     def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        ms: dict[str, float] = {}
+        before = None
+        if gate is not None:
+            t0 = time.perf_counter()
+            before = gate.score(img)
+            ms["gate_before"] = (time.perf_counter() - t0) * 1e3
+            if skip_invalid and not before.valid:
+                raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
+                               {"readability_before": before.as_dict()})
         res = pipeline.restore(img)
-        extra: dict[str, Any] = {"ms": res.ms, **res.info}
+        ms.update(res.ms)
+        extra: dict[str, Any] = {"ms": ms, **res.info}
+        if gate is not None and before is not None:
+            t0 = time.perf_counter()
+            after = gate.score(res.image)
+            ms["gate_after"] = (time.perf_counter() - t0) * 1e3
+            extra.update(readability_before=before.as_dict(), readability_after=after.as_dict(),
+                         became_readable=bool(after.readable and not before.readable))
         if side_by_side:
             extra["extra_images"] = {"_compare": np.concatenate([img * res.mask[..., None], res.image], axis=1)}
         return res.image, extra
 
     return run_batch(inputs, out_dir, process, desc="restore", progress=progress)
+
+
+def assess_files(inputs: list[str], scorer: Any, progress: bool = True) -> list[Record]:
+    """Score each file's readability; nothing is written. A record per file, errors included."""
+    records: list[Record] = []
+    for path in tqdm(collect_inputs(inputs), desc="assess", disable=not progress, unit="img"):
+        try:
+            img, _ = read_image(path)
+            records.append({"file": str(path), **scorer.score(img).as_dict(), "status": "ok", "error": None})
+        except (ImageReadError, ValueError, OSError, MemoryError) as exc:
+            records.append({"file": str(path), "status": "error", "error": _one_line(path, exc)})
+    return records

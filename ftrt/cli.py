@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -49,7 +49,10 @@ def enhance(inputs: tuple[str, ...], out_dir: str, method: str, as_json: bool) -
     _run_batch(lambda: enhance_files(list(inputs), out_dir, method=method), as_json)
 
 
-def _run_batch(job: Any, as_json: bool) -> None:
+def _run_batch(job: Any, as_json: bool, verb: str = "written",
+               show: Callable[[dict[str, Any]], str | None] | None = None,
+               summary: Callable[[list[dict[str, Any]]], list[str]] | None = None) -> None:
+    """Run a batch job, print each record (JSON lines, or ``show``'s line), a summary; exit 1 if any failed."""
     from ftrt.io import InputError
 
     try:
@@ -58,15 +61,19 @@ def _run_batch(job: Any, as_json: bool) -> None:
         _fail(str(exc))
         return
     failed = [r for r in records if r["status"] == "error"]
-    written = [r for r in records if r["status"] == "ok"]
+    done = [r for r in records if r["status"] == "ok"]
     for r in records:
         if as_json:
             click.echo(json.dumps(r))
         elif r["status"] == "error":
             click.echo(f"error: {r['error']}", err=True)
+        elif show is not None and (line := show(r)):
+            click.echo(line)
     if not as_json:
-        skipped = len(records) - len(failed) - len(written)
-        click.echo(f"{len(written)} written, {len(failed)} failed" + (f", {skipped} skipped" if skipped else ""))
+        skipped = len(records) - len(failed) - len(done)
+        click.echo(f"{len(done)} {verb}, {len(failed)} failed" + (f", {skipped} skipped" if skipped else ""))
+        for line in summary(records) if summary else []:
+            click.echo(line)
     if failed:
         sys.exit(1)
 
@@ -124,10 +131,10 @@ def evaluate(pred: str, ref: str, mask: str | None, as_json: bool) -> None:
               help="17: TorchScript exporter, parses on TensorRT 8.6 (JetPack 6.0); 18+: torch.export.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="onnxslim, when installed.")
 @click.option("--fp16", is_flag=True, help="FP16 weights and activations, FP32 inputs/outputs.")
-@click.option("--check/--no-check", default=True, show_default=True, help="ORT vs PyTorch parity on 3 shapes.")
+@click.option("--check/--no-check", default=True, show_default=True, help="ORT vs PyTorch parity on several shapes.")
 @click.option("--json", "as_json", is_flag=True)
 def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool, check: bool, as_json: bool) -> None:
-    """Export a restorer to ONNX with dynamic batch, height and width."""
+    """Export a restorer (dynamic batch, height, width) or the readability classifier (dynamic batch) to ONNX."""
     from ftrt.export import export_onnx
     from ftrt.export.parity import ParityError
     from ftrt.models.pretrained import load_model
@@ -166,20 +173,77 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
 @click.option("--threads", type=int, help="CPU threads for the backend.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
+@click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
+@click.option("--gate-model", default="readability", show_default=True, help="Readability model for --gate.")
+@click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
-            threads: int | None, side_by_side: bool, as_json: bool) -> None:
+            threads: int | None, side_by_side: bool, gate: bool, gate_model: str, skip_invalid: bool,
+            as_json: bool) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import restore_files
     from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
 
+    if skip_invalid and not gate:
+        _fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
     try:
         be = open_backend(backend, model_ref, threads=threads)
+        scorer = _open_scorer(backend, gate_model, threads) if gate else None
     except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
     pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
-    _run_batch(lambda: restore_files(list(inputs), out_dir, pipeline, side_by_side, progress=not as_json), as_json)
+    _run_batch(lambda: restore_files(list(inputs), out_dir, pipeline, side_by_side, progress=not as_json,
+                                     gate=scorer, skip_invalid=skip_invalid),
+               as_json, summary=_gate_summary if gate else None,
+               show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
+
+
+def _open_scorer(backend: str, model_ref: str, threads: int | None) -> Any:
+    from ftrt.runtime import open_backend
+    from ftrt.runtime.readability import ReadabilityScorer
+
+    return ReadabilityScorer(open_backend(backend, model_ref, threads=threads))
+
+
+def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
+    gated = [r for r in records if "readability_after" in r]
+    before = [r for r in gated if not r["readability_before"]["readable"]]
+    became = [r for r in gated if r.get("became_readable")]
+    still = [r for r in before if not r["readability_after"]["readable"]]
+    lines = [f"readability: {len(before)} of {len(gated)} unreadable before restoration; "
+             f"{len(became)} became readable, {len(still)} still unreadable"]
+    lines += [f"  now readable: {r['input']}" for r in became]
+    lines += [f"  still unreadable: {r['input']}" for r in still]
+    return lines
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_ref", default="readability", show_default=True, help="Shipped name or model file.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--threshold", default=0.5, show_default=True, help="Probability above which a label holds.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int | None, threshold: float,
+           as_json: bool) -> None:
+    """Readability of fundus photographs: P(valid fundus), P(macula), P(optic disc), P(retina readable)."""
+    from ftrt.batch import assess_files
+    from ftrt.runtime import BackendUnavailable, open_backend
+    from ftrt.runtime.readability import ReadabilityScorer
+
+    try:
+        scorer = ReadabilityScorer(open_backend(backend, model_ref, threads=threads), threshold=threshold)
+    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+
+    def show(r: dict[str, Any]) -> str:
+        probs = "  ".join(f"{k} {r[k]:.2f}" for k in scorer.labels)
+        return f"{r['file']}: {probs}  -> {'readable' if r['readable'] else 'NOT readable'}"
+
+    _run_batch(lambda: assess_files(list(inputs), scorer, progress=not as_json), as_json, verb="assessed", show=show)
 
 
 @main.command()
@@ -195,6 +259,96 @@ def info(path: str, as_json: bool) -> None:
         _fail(str(exc))
         return
     click.echo(json.dumps(rep, indent=2) if as_json else format_info(rep))
+
+
+# ---------------------------------------------------------------- precision
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--images", multiple=True, required=True, help="Folder, file or glob of fundus photographs (repeatable).")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="OUT.int8.onnx")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
+              help="Activation range estimator (MinMax often beats entropy for image-to-image models).")
+@click.option("--num", default=32, show_default=True, help="Calibration images (deterministic selection).")
+@click.option("--shape", "shapes", multiple=True, help="HxW the engine will run (repeatable); default: the model's "
+              "working size and 512x512.")
+@click.option("--keep", default="auto", show_default=True,
+              help="'auto' (first/last conv, then by measured sensitivity) or NODE,NODE,... kept FP32.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
+              help="Also write a TensorRT 8.6/10 calibration cache (for build-engine --calib-cache).")
+@click.option("--trt-version", default="8.6.1", show_default=True, help="TensorRT version named in the cache header.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
+@click.option("--min-psnr", default=35.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
+@click.option("--eval-num", default=8, show_default=True, help="Held-out images for the report.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, num: int, shapes: tuple[str, ...],
+              keep: str, cache_path: str | None, trt_version: str, report_path: str | None, min_psnr: float,
+              eval_num: int, seed: int, threads: int | None, as_json: bool) -> None:
+    """INT8: calibrate on real fundus photographs and write a Q/DQ ONNX (TensorRT 11 and ONNX Runtime run it)."""
+    from ftrt.calibration import CalibrationDataError, calibrate_int8
+    from ftrt.calibration.trt_cache import version_code
+    from ftrt.io import InputError
+
+    if Path(out_path).resolve() == Path(model).resolve():
+        _fail("the output would overwrite the FP32 model; choose another -o")
+    try:
+        res = calibrate_int8(model, list(images), out_path, method=method, num=num, shapes=list(shapes) or None,
+                             keep=keep, cache=cache_path, trt_version=version_code(trt_version),
+                             report_path=report_path, min_psnr=min_psnr, eval_num=eval_num, seed=seed,
+                             threads=threads, progress=not as_json, log=lambda m: click.echo(m, err=True))
+    except (CalibrationDataError, InputError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _precision_summary(res, as_json)
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fp16", is_flag=True, required=True, help="Mixed FP16 (FP32 I/O, reductions and head).")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--images", multiple=True, help="Photographs for the report (default: the CC0 sample).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
+@click.option("--min-psnr", default=45.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
+@click.option("--threads", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], report_path: str | None,
+            min_psnr: float, threads: int | None, as_json: bool) -> None:
+    """Convert an FP32 restorer ONNX to mixed FP16, with an accuracy report (no PyTorch needed)."""
+    from ftrt.calibration import CalibrationDataError, convert_fp16_model
+    from ftrt.io import InputError
+
+    if Path(out_path).resolve() == Path(model).resolve():
+        _fail("the output would overwrite the FP32 model; choose another -o")
+    try:
+        res = convert_fp16_model(model, out_path, images=list(images) or None, report_path=report_path,
+                                 min_psnr=min_psnr, threads=threads, progress=not as_json)
+    except (CalibrationDataError, InputError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _precision_summary(res, as_json)
+
+
+def _precision_summary(res: Any, as_json: bool) -> None:
+    s = res.report["summary"]
+    if as_json:
+        click.echo(json.dumps({"output": str(res.output), "precision": res.precision, "summary": s,
+                               "failures": res.failures, "report_files": [str(p) for p in res.report_files],
+                               "details": res.details}))
+    else:
+        click.echo(f"wrote {res.output} ({res.precision})")
+        click.echo(f"  vs FP32 output: PSNR mean {s['psnr_vs_fp32_mean']:.2f} dB, worst {s['psnr_vs_fp32_worst']:.2f} dB"
+                   f" on {s['images']} {'held-out' if s['held_out'] else 'calibration'} images")
+        click.echo(f"  vs clean: FP32 {s['psnr_ref_fp32_mean']:.2f} dB, {res.precision.upper()} "
+                   f"{s['psnr_ref_low_mean']:.2f} dB")
+        if "readability_agreement" in s:
+            click.echo(f"  readability decisions agree: {s['readability_agreement']:.0%}")
+        for p in res.report_files:
+            click.echo(f"  report: {p}")
+    for f in res.failures:
+        click.echo(f"error: {f}", err=True)
+    if res.failures:
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------- train
@@ -245,6 +399,32 @@ def train_restorer(config_path: str | None, data: tuple[str, ...], resume: bool,
         trainer.resume(last)
     result = trainer.run(progress=not no_progress)
     click.echo(json.dumps(result, indent=2))
+
+
+@train.command("readability")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--data-root", help="The shared data folder (drimdb/, drive/, odir_eyedisease/, csdi/).")
+@click.option("--model", help="readability (edge backbone) or readability-inception.")
+@click.option("--out", help="Run folder.")
+@click.option("--steps", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
+@click.option("--no-progress", is_flag=True)
+def train_readability(config_path: str | None, sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
+    """Train the readability classifier; prints the held-out report (also in OUT/card.json)."""
+    from ftrt.training.config import ReadabilityConfig, load_config
+    from ftrt.training.readability import ReadabilityTrainer
+
+    try:
+        cfg = load_config(ReadabilityConfig, config_path, {k: v for k, v in opts.items() if v is not None},
+                          list(sets))
+        trainer = ReadabilityTrainer(cfg, log=lambda m: click.echo(m, err=True))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    click.echo(json.dumps(trainer.run(progress=not no_progress), indent=2))
 
 
 if __name__ == "__main__":

@@ -54,3 +54,40 @@ def ssim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data
 def _check_pair(pred: np.ndarray, ref: np.ndarray) -> None:
     if pred.shape != ref.shape:
         raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")
+
+
+# ---------------------------------------------------------------- binary classification
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); None with one class only."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, object]:
+    """n, accuracy, balanced accuracy, AUC and the confusion matrix [[tn, fp], [fn, tp]] at ``threshold``."""
+    y = np.asarray(labels).astype(bool)
+    pred = np.asarray(scores) >= threshold
+    tp, tn = int(np.sum(pred & y)), int(np.sum(~pred & ~y))
+    fp, fn = int(np.sum(pred & ~y)), int(np.sum(~pred & y))
+    rates = [r for r in (tp / (tp + fn) if tp + fn else None, tn / (tn + fp) if tn + fp else None) if r is not None]
+    return {
+        "n": int(y.size), "positives": int(y.sum()),
+        "accuracy": float((tp + tn) / y.size) if y.size else None,
+        "balanced_accuracy": float(np.mean(rates)) if rates else None,
+        "auc": roc_auc(y, scores),
+        "confusion": [[tn, fp], [fn, tp]],
+    }

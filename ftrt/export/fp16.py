@@ -29,11 +29,47 @@ def _head_nodes(proto: onnx.ModelProto) -> list[str]:
     return [n.name for n in nodes[last_conv:] if n.op_type in ("Conv", "Tanh", "Add")]
 
 
+def unshare_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every consumer of a shared initializer or Constant its own copy (in place).
+
+    onnxslim deduplicates equal constants across the graph; a constant shared by
+    a node that stays FP32 and one that becomes FP16 cannot have one type.
+    """
+    inits = {t.name: t for t in proto.graph.initializer}
+    consts = {n.output[0]: n for n in proto.graph.node if n.op_type == "Constant"}
+    seen: dict[str, int] = {}
+    new_inits, new_consts = [], []
+    for node in proto.graph.node:
+        for k, name in enumerate(node.input):
+            if name not in inits and name not in consts:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] == 1:
+                continue  # the first consumer keeps the original
+            dup = f"{name}__ftrt{seen[name]}"
+            if name in inits:
+                t = copy.deepcopy(inits[name])
+                t.name = dup
+                new_inits.append(t)
+            else:
+                c = copy.deepcopy(consts[name])
+                c.output[0] = dup
+                c.name = f"{c.name or 'Constant'}__ftrt{seen[name]}"
+                new_consts.append(c)
+            node.input[k] = dup
+    proto.graph.initializer.extend(new_inits)
+    # Constants must precede their consumers: put the copies first.
+    nodes = new_consts + list(proto.graph.node)
+    proto.graph.ClearField("node")
+    proto.graph.node.extend(nodes)
+    return proto
+
+
 def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS` and the output head."""
     from onnxconverter_common import float16
 
-    proto = copy.deepcopy(proto)
+    proto = unshare_constants(copy.deepcopy(proto))
     for i, n in enumerate(proto.graph.node):
         if not n.name:
             n.name = f"{n.op_type}_{i}"

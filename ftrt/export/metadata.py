@@ -7,7 +7,7 @@ from typing import Any
 import onnx
 
 KEYS = ("ftrt_version", "model", "preset", "card_id", "value_range", "normalization", "channel_order",
-        "layout", "pad_multiple", "opset", "precision", "min_side", "work_side")
+        "layout", "pad_multiple", "opset", "precision", "min_side", "work_side", "labels", "input_side", "output")
 
 
 def build_metadata(*, preset: str, card_id: str, opset: int, pad_multiple: int, precision: str,
@@ -26,6 +26,24 @@ def build_metadata(*, preset: str, card_id: str, opset: int, pad_multiple: int, 
         "opset": str(opset),
         "precision": precision,
         "min_side": "32",
+    }
+
+
+def model_metadata(model: Any) -> dict[str, str]:
+    """Keys that only one kind of model has; a restorer needs nothing beyond ``build_metadata``."""
+    if getattr(model, "task", "") != "readability":
+        return {}
+    mean = ",".join(f"{v:g}" for v in model.mean.flatten().tolist())
+    std = ",".join(f"{v:g}" for v in model.std.flatten().tolist())
+    side = int(model.input_side)
+    return {
+        "model": "readability",
+        "labels": ",".join(model.labels),
+        "input_side": str(side),
+        "min_side": str(side),
+        "output": "sigmoid probabilities, one per label",
+        "normalization": f"in graph: (x - mean) / std, mean {mean}, std {std}; feed RGB in [0,1]",
+        "preprocess": "FOV crop to bounding box, pad to square with black, resize (area) to input_side",
     }
 
 

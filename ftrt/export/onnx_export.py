@@ -1,7 +1,9 @@
-"""Export a restorer to ONNX that accepts any batch, height and width >= 32.
+"""Export ftrt models to ONNX.
 
-Padding to the model's multiple happens inside the graph (reflect Pad computed
-from the input's shape), so no caller ever pads. Opset 17 goes through the
+A restorer accepts any batch, height and width >= 32: padding to the model's
+multiple happens inside the graph (reflect Pad computed from the input's
+shape), so no caller ever pads. The readability classifier has a dynamic batch
+and a fixed square input (its preprocessing resizes every photograph). Opset 17 goes through the
 TorchScript exporter (TensorRT 8.6 / JetPack 6.0 parse opset <= 17; the dynamo
 exporter cannot write a reflect Pad below 18); opset 18+ through torch.export.
 """
@@ -21,11 +23,33 @@ import onnx
 import torch
 
 from ftrt import __version__
-from ftrt.export.metadata import build_metadata, set_metadata
+from ftrt.export.metadata import build_metadata, model_metadata, set_metadata
 from ftrt.export.parity import PARITY_SHAPES, parity_check
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
+CLASSIFIER_OUTPUT = "probs"
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What differs between model kinds at export: names, dynamic dims, the shapes parity runs on."""
+
+    output_name: str
+    dynamic: tuple[int, ...]  # NCHW axes of the input that are dynamic
+    output_dynamic: tuple[int, ...]
+    sample: tuple[int, int, int, int]
+    parity_shapes: tuple[tuple[int, int, int, int], ...]
+
+
+def graph_spec(model: torch.nn.Module) -> GraphSpec:
+    if getattr(model, "task", "") == "readability":
+        side = int(model.input_side)
+        return GraphSpec(CLASSIFIER_OUTPUT, (0,), (0,), (1, 3, side, side), ((1, 3, side, side), (3, 3, side, side)))
+    return GraphSpec(OUTPUT_NAME, (0, 2, 3), (0, 2, 3), (1, 3, 64, 64), PARITY_SHAPES)
+
+
+_AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 
 
 @dataclass
@@ -38,27 +62,28 @@ class ExportResult:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def _export_legacy(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.ModelProto:
+def _export_legacy(model: torch.nn.Module, spec: GraphSpec, opset: int) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (sample,), buf, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={n: {0: "batch", 2: "height", 3: "width"} for n in (INPUT_NAME, OUTPUT_NAME)},
+            model, (torch.rand(*spec.sample),), buf, dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[spec.output_name],
+            dynamic_axes={INPUT_NAME: {a: _AXIS_NAMES[a] for a in spec.dynamic},
+                          spec.output_name: {a: _AXIS_NAMES[a] for a in spec.output_dynamic}},
             do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())
 
 
-def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.ModelProto:
-    dims = {0: torch.export.Dim("batch", min=1, max=256), 2: torch.export.Dim("height", min=32, max=16384),
-            3: torch.export.Dim("width", min=32, max=16384)}
+def _export_dynamo(model: torch.nn.Module, spec: GraphSpec, opset: int) -> onnx.ModelProto:
+    limits = {0: (1, 256), 2: (32, 16384), 3: (32, 16384)}
+    dims = {a: torch.export.Dim(_AXIS_NAMES[a], min=limits[a][0], max=limits[a][1]) for a in spec.dynamic}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = os.path.join(tmp, "model.onnx")
-        torch.onnx.export(model, (sample,), path, dynamo=True, opset_version=opset, external_data=False,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        torch.onnx.export(model, (torch.rand(*spec.sample),), path, dynamo=True, opset_version=opset,
+                          external_data=False, input_names=[INPUT_NAME], output_names=[spec.output_name],
                           dynamic_shapes={"x": dims}, verbose=False)
         return onnx.load(path)
 
@@ -84,12 +109,12 @@ def export_onnx(
     tolerance: float = 1e-4,
     work_side: int | None = None,
 ) -> ExportResult:
-    """Export ``model`` (a DenseUNet in eval mode) to ``out``; raises ``ParityError`` above ``tolerance``."""
+    """Export ``model`` (a restorer or readability classifier) to ``out``; raises ``ParityError`` above ``tolerance``."""
     model = model.eval()
     out = Path(out)
-    sample = torch.rand(1, 3, 64, 64)
+    spec = graph_spec(model)
     with torch.no_grad():
-        proto = _export_legacy(model, sample, opset) if opset <= 17 else _export_dynamo(model, sample, opset)
+        proto = _export_legacy(model, spec, opset) if opset <= 17 else _export_dynamo(model, spec, opset)
     # FP16 conversion runs on the raw export: after simplification constants are shared between
     # nodes that stay FP32 and nodes that become FP16, which the converter cannot type.
     half = None
@@ -102,14 +127,16 @@ def export_onnx(
         proto, simplified = _simplify(proto)
         if half is not None:
             half, _ = _simplify(half)
-    meta = build_metadata(preset=preset, card_id=card_id, opset=opset, pad_multiple=int(model.pad_multiple),
-                          precision="fp32", ftrt_version=__version__, work_side=work_side)
+    meta = build_metadata(preset=preset, card_id=card_id, opset=opset,
+                          pad_multiple=int(getattr(model, "pad_multiple", 1)), precision="fp32",
+                          ftrt_version=__version__, work_side=work_side)
+    meta.update(model_metadata(model))
     set_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     result = ExportResult(path=out, opset=opset, simplified=simplified, metadata=meta)
     if check:
-        result.parity = parity_check(model, proto.SerializeToString(), PARITY_SHAPES, tolerance)
+        result.parity = parity_check(model, proto.SerializeToString(), spec.parity_shapes, tolerance)
     if half is not None:
         from ftrt.export.fp16 import psnr_vs_fp32
 

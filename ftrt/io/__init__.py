@@ -1,7 +1,7 @@
 """Image and file I/O shared by every command (numpy + OpenCV only, no torch)."""
 
 from ftrt.io.files import collect_inputs, ensure_output_dir, InputError
-from ftrt.io.images import ImageReadError, read_image, write_image, to_uint8, write_json_atomic
+from ftrt.io.images import ImageReadError, read_image, to_uint8, write_image, write_json_atomic, write_text_atomic
 
 __all__ = [
     "collect_inputs",
@@ -12,4 +12,5 @@ __all__ = [
     "write_image",
     "to_uint8",
     "write_json_atomic",
+    "write_text_atomic",
 ]

@@ -144,3 +144,9 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     path = Path(path)
     _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
     return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    path = Path(path)
+    _atomic_write_bytes(path, text.encode())
+    return path

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ftrt.models.readability import ReadabilityNet
 from ftrt.models.unet import DenseUNet, PatchDiscriminator
 
 
@@ -26,6 +27,10 @@ PRESETS: dict[str, Preset] = {
         Preset("res-s", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Res, small, CPU-trainable (~1.2 M)"),
         Preset("syn", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Syn cataract-synthesis generator"),
         Preset("patch-d", PatchDiscriminator, {"width": 32, "layers": 4}, "PatchGAN discriminator"),
+        Preset("readability", ReadabilityNet, {"backbone": "edge", "width": 1.0},
+               "readability classifier, light edge backbone (default)"),
+        Preset("readability-inception", ReadabilityNet, {"backbone": "inception", "width": 1.0},
+               "readability classifier, InceptionV3-class backbone (RetinaRegen)"),
     ]
 }
 

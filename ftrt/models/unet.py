@@ -16,7 +16,8 @@ class DenseUNet(nn.Module):
     cropped back, so an exported graph accepts any size as well.
     """
 
-    def __init__(self, width: int = 32, stages: int = 4, blocks_per_unit: int = 3, group_width: int = 8) -> None:
+    def __init__(self, width: int = 32, stages: int = 4, blocks_per_unit: int = 3, group_width: int = 8,
+                 affine_head: bool = False) -> None:
         super().__init__()
         self.width = width
         self.stages = stages
@@ -29,6 +30,13 @@ class DenseUNet(nn.Module):
         self.ups = nn.ModuleList(nn.Conv2d(2 * c, c, 3, padding=1) for c in chans[:-1])
         self.dec_blocks = nn.ModuleList(DenseConvBlock(2 * c, group_width) for c in chans[:-1])
         self.fuse = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in chans[:-1])
+        # Optional illumination head (an ftrt addition, off in the paper's layout): per-pixel colour gain and
+        # offset predicted at the bottleneck and upsampled bilinearly. Uneven light, colour casts and haze are
+        # smooth fields; a coarse affine map models them directly instead of through the fine residual.
+        self.affine = nn.Conv2d(chans[-1], 6, 3, padding=1) if affine_head else None
+        if self.affine is not None:
+            nn.init.zeros_(self.affine.weight)
+            nn.init.zeros_(self.affine.bias)
         self.out_proj = nn.Conv2d(width, 3, 5, padding=2)
         # Zero head: the untrained network is the identity, which the identity loss wants anyway.
         nn.init.zeros_(self.out_proj.weight)
@@ -47,10 +55,14 @@ class DenseUNet(nn.Module):
             skips.append(feat)
             feat = down(feat)
         feat = self.bottleneck(feat)
+        base = xp
+        if self.affine is not None:
+            coef = F.interpolate(self.affine(feat), scale_factor=float(m), mode="bilinear", align_corners=False)
+            base = xp * (1.0 + coef[:, :3]) + coef[:, 3:]
         for i in reversed(range(self.stages)):
             feat = self.ups[i](F.interpolate(feat, scale_factor=2.0, mode="nearest"))
             feat = self.fuse[i](self.dec_blocks[i](torch.cat([feat, skips[i]], dim=1)))
-        out = xp + torch.tanh(self.out_proj(feat))
+        out = base + torch.tanh(self.out_proj(feat))
         return out[:, :, :h, :w]
 
 

@@ -35,6 +35,8 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
             "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")},
+            "perceptual_network": (f"{cfg.get('perceptual_model')} (first {cfg.get('perceptual_depth')} stages)"
+                                   if cfg.get("w_perceptual") else None),
             "ema_decay": cfg["ema_decay"],
             "seed": cfg["seed"],
             "train_seconds": meta["train_seconds"],
@@ -44,14 +46,24 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
     }
 
 
+def classifier_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    card = json.loads((run_dir / "card.json").read_text())
+    return {"id": f"{name}@{card.get('ftrt_version')}-{datetime.now(timezone.utc):%Y%m%d}", "name": name, **card,
+            **(notes or {})}
+
+
 def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[str, Any] | None = None) -> Path:
+    """Copy a finished run's weights into ``weights_dir`` as ``<name>.safetensors`` with its card beside it."""
     run = Path(run_dir)
     dest = Path(weights_dir)
-    card = build_card(run, name, notes)
+    # A classifier run writes its own card (held-out report, label rules); a restorer's is built here.
+    classifier = (run / "card.json").exists()
+    card = classifier_card(run, name, notes) if classifier else build_card(run, name, notes)
     state, meta = load_weights(run / "final.safetensors")
     meta["card_id"] = card["id"]
     meta["name"] = name
-    meta["work_side"] = card["training"]["max_side"]
+    if not classifier:
+        meta["work_side"] = card["training"]["max_side"]
     save_weights(dest / f"{name}.safetensors", state, meta)
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     log = run / "log.jsonl"

@@ -13,6 +13,7 @@ import yaml
 @dataclass
 class RestorerConfig:
     model: str = "res-s"
+    affine_head: bool = False  # DenseUNet's illumination head (an ftrt addition to the paper's layout)
     data: list[str] = field(default_factory=list)
     out: str = "runs/restorer"
     kind: str = "mixed"
@@ -36,6 +37,28 @@ class RestorerConfig:
     log_every: int = 10
     seed: int = 0
     workers: int = 1
+    threads: int = 2
+    # Fundus perceptual loss: features of this readability model (a shipped name or .safetensors).
+    perceptual_model: str = "readability"
+    perceptual_depth: int = 3
+
+
+@dataclass
+class ReadabilityConfig:
+    model: str = "readability"
+    data_root: str = ""
+    out: str = "runs/readability"
+    steps: int = 900
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    warmup: int = 50
+    weight_decay: float = 1e-4
+    synthetic_fraction: float = 0.25
+    non_fundus_fraction: float = 0.08
+    side: int = 224
+    log_every: int = 10
+    seed: int = 0
     threads: int = 2
 
 

@@ -31,6 +31,18 @@ from ftrt.training.losses import (
 from ftrt.training.schedule import lr_at
 
 
+def fundus_feature_extractor(model_ref: str, depth: int) -> torch.nn.Module:
+    """The fundus perceptual loss's network: a trained readability classifier's first ``depth`` stages."""
+    from ftrt.models.pretrained import load_model
+    from ftrt.models.readability import FeatureExtractor, ReadabilityNet
+
+    net, meta = load_model(model_ref)
+    if not isinstance(net, ReadabilityNet):
+        raise ValueError(f"perceptual_model {model_ref!r} is a {meta.get('preset')} model, not a readability "
+                         "classifier")
+    return FeatureExtractor(net, depth)
+
+
 def validate(model: torch.nn.Module, val_set: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
     ps, ss = [], []
     for lq, gt, mask in val_set:
@@ -50,10 +62,13 @@ class RestorerTrainer:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.out)
-        self.model = build_model(cfg.model)
+        self.model_kwargs = preset_kwargs(cfg.model, **({"affine_head": True} if cfg.affine_head else {}))
+        self.model = build_model(cfg.model, **self.model_kwargs)
         self.ema = make_ema(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
                                     weight_decay=cfg.weight_decay)
+        if perceptual is None and cfg.w_perceptual:
+            perceptual = fundus_feature_extractor(cfg.perceptual_model, cfg.perceptual_depth)
         self.perceptual = PerceptualLoss(perceptual) if (perceptual is not None and cfg.w_perceptual) else None
         self.disc = build_model("patch-d") if cfg.w_gan else None
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
@@ -161,7 +176,7 @@ class RestorerTrainer:
         cfg = self.cfg
         meta = {
             "preset": cfg.model,
-            "kwargs": preset_kwargs(cfg.model),
+            "kwargs": self.model_kwargs,
             "ftrt_version": __version__,
             "steps": self.step,
             "train_seconds": round(self.elapsed, 1),

@@ -28,9 +28,13 @@ class TorchBackend(Backend):
             torch.set_num_threads(self.threads)
         model, meta = load_model(self.weights)
         self.model = model.to(self.device).eval()
-        self.info.metadata = {"pad_multiple": str(model.pad_multiple), "min_side": "32",
+        self.info.metadata = {"pad_multiple": str(getattr(model, "pad_multiple", 1)), "min_side": "32",
                               "work_side": str(meta.get("work_side") or 0),
                               "preset": str(meta.get("preset")), "card_id": str(meta.get("card_id", ""))}
+        if getattr(model, "task", "") == "readability":
+            side = str(model.input_side)
+            self.info.metadata.update(model="readability", labels=",".join(model.labels), input_side=side,
+                                      min_side=side)
         return self
 
     @property

@@ -1,0 +1,128 @@
+"""Precision: ORT CPU latency and accuracy of INT8 (Q/DQ) and mixed FP16 against FP32.
+
+    python benchmarks/precision.py [--models res-s res-l] [--size 512] [--runs 5] [--threads 2]
+
+For each restorer: FP32 ONNX (shipped weights where they exist), INT8 calibrated
+on DRIVE training photographs (``--calib``; MinMax, keep auto), mixed FP16.
+Accuracy: the ``ftrt calibrate`` / ``ftrt convert`` report on held-out DRIVE test
+photographs. Speed: batch 1 at ``--size``^2, median of ``--runs`` after warm-up.
+Writes ``benchmarks/results/precision.md`` and the per-model reports beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import cpu_name, write_report  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "drive"
+
+
+def median_ms(fn, warmup: int, runs: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["res-s", "res-l"])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calib", default=str(DATA / "training" / "images"))
+    ap.add_argument("--eval", default=str(DATA / "test" / "images"))
+    ap.add_argument("--num", type=int, default=16)
+    ap.add_argument("--eval-num", type=int, default=8)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "precision.md"))
+    args = ap.parse_args()
+    if not Path(args.calib).is_dir():
+        print(f"calibration images not found: {args.calib} (the research data in ../shared/data)", file=sys.stderr)
+        return 2
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from ftrt.calibration import calibrate_int8, convert_fp16_model
+    from ftrt.calibration.data import select_images
+    from ftrt.calibration.report import precision_report, write_report as write_precision_report
+    from ftrt.export import export_onnx
+    from ftrt.models import build_model
+    from ftrt.models.pretrained import load_model, shipped_weights
+    from ftrt.runtime.backends.ort import OrtBackend
+
+    results_dir = Path(args.out).parent
+    eval_paths = select_images([args.eval], args.eval_num).used
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            if shipped_weights(name):
+                model, meta = load_model(name)
+                weights = "shipped"
+            else:
+                model, meta = build_model(name).eval(), {}
+                weights = "random (no trained weights shipped)"
+            fp32 = Path(tmp) / f"{name}.onnx"
+            export_onnx(model, fp32, preset=name, check=False, work_side=meta.get("work_side"))
+            int8 = Path(tmp) / f"{name}.int8.onnx"
+            q = calibrate_int8(fp32, [args.calib], int8, num=args.num, shapes=[f"{args.size}x{args.size}"],
+                               eval_num=1, threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+            half = Path(tmp) / f"{name}.fp16.onnx"
+            convert_fp16_model(fp32, half, images=[args.calib], eval_num=1, threads=args.threads)
+            x = np.random.default_rng(0).uniform(size=(1, 3, args.size, args.size)).astype(np.float32)
+            for label, path, note in ((("fp32", fp32, "")), ("int8", int8, f"{q.details['quantized_convs']} convs INT8"),
+                                      ("fp16", half, "")):
+                with OrtBackend(path, threads=args.threads) as be:
+                    ms = median_ms(lambda: be.run(x), args.warmup, args.runs)
+                acc = None
+                if label != "fp32":
+                    rep = precision_report(fp32, path, eval_paths, label, threads=args.threads)
+                    write_precision_report(rep, results_dir / f"precision_{name}_{label}.json",
+                                           {"weights": weights, "calibration": f"{args.num} DRIVE training images"})
+                    acc = rep["summary"]
+                rows.append((name, weights, label, ms, acc, note))
+                print(f"{name} {label}: {ms:.0f} ms" + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else ""),
+                      flush=True)
+    base = {r[0]: r[3] for r in rows if r[2] == "fp32"}
+    lines = [
+        "# Precision: INT8 Q/DQ and mixed FP16 vs FP32 on ONNX Runtime CPU",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/precision.py "
+        f"--size {args.size} --runs {args.runs} --threads {args.threads}`.",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads. "
+        f"onnxruntime {ort.__version__}. Batch 1, {args.size}x{args.size}, median of {args.runs} runs after "
+        f"{args.warmup} warm-up runs.",
+        f"INT8: MinMax, symmetric, per-channel weights, Conv only, first/last conv FP32 (`--keep auto`), calibrated "
+        f"on {args.num} DRIVE training photographs at {args.size}x{args.size}. Accuracy: {len(eval_paths)} held-out "
+        "DRIVE test photographs degraded (mixed, seed 0) and restored at the model's working size.",
+        "",
+        "| model | weights | precision | ORT CPU (ms) | speed vs FP32 | PSNR vs FP32 mean / worst (dB) | PSNR vs clean (dB) | notes |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name, weights, label, ms, acc, note in rows:
+        accs = f"{acc['psnr_vs_fp32_mean']:.1f} / {acc['psnr_vs_fp32_worst']:.1f}" if acc else "-"
+        ref = f"{acc['psnr_ref_low_mean']:.2f}" if acc else "-"
+        lines.append(f"| {name} | {weights} | {label} | {ms:.0f} | {base[name] / ms:.2f}x | {accs} | {ref} | {note} |")
+    write_report(args.out, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

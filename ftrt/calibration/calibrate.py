@@ -1,0 +1,166 @@
+"""``ftrt calibrate`` and ``ftrt convert --fp16`` as Python functions: decide precision in the ONNX, then report.
+
+Both write the low-precision ONNX with its metadata updated, then measure it
+against the FP32 original on held-out photographs. A model below the
+threshold is still written (for inspection) but the result carries the
+failure, and the CLI exits non-zero.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ftrt.calibration.data import FundusCalibrationReader, fundus_crop, parse_shape, select_images
+from ftrt.calibration.int8 import collect_ranges, default_keep, named_copy, quantize_qdq, search_keep
+from ftrt.calibration.report import MIN_PSNR, check, precision_report, psnr_score, write_report
+from ftrt.calibration.trt_cache import DEFAULT_VERSION, write_cache
+from ftrt.export.metadata import get_metadata, set_metadata
+from ftrt.io import read_image
+
+
+@dataclass
+class PrecisionResult:
+    output: Path
+    precision: str
+    report: dict[str, Any]
+    failures: list[str]
+    report_files: list[Path] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _scorer(threads: int | None) -> Any:
+    """The shipped readability classifier when present (it screens images and checks decisions), else None."""
+    from ftrt.runtime import open_backend
+    from ftrt.runtime.models import resolve_model
+    from ftrt.runtime.readability import ReadabilityScorer
+
+    try:
+        resolve_model("readability", "onnx")
+    except FileNotFoundError:
+        return None
+    return ReadabilityScorer(open_backend("ort", "readability", threads=threads))
+
+
+def default_shapes(model: str | Path) -> list[tuple[int, int]]:
+    """The model's working resolution (metadata ``work_side``) and 512x512, the common engine size."""
+    meta = get_metadata(onnx.load(str(model), load_external_data=False))
+    ws = int(meta.get("work_side", 0) or 0)
+    return sorted({(ws, ws), (512, 512)} if ws else {(512, 512)})
+
+
+def _check_restorer(model: str | Path) -> None:
+    meta = get_metadata(onnx.load(str(model), load_external_data=False))
+    if meta.get("model", "restorer") != "restorer":
+        raise ValueError(f"{model}: calibration is for restorers; this is a {meta['model']} model")
+    if meta.get("precision", "fp32") != "fp32":
+        raise ValueError(f"{model}: already {meta['precision']}; calibrate the FP32 model")
+
+
+def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, method: str = "minmax", num: int = 32,
+                   shapes: list[str] | None = None, keep: str = "auto", cache: str | Path | None = None,
+                   trt_version: int = DEFAULT_VERSION, report_path: str | Path | None = None,
+                   min_psnr: float = MIN_PSNR["int8"], eval_num: int = 8, seed: int = 0,
+                   threads: int | None = None, progress: bool = True,
+                   log: Callable[[str], None] = print) -> PrecisionResult:
+    _check_restorer(model)
+    scorer = _scorer(threads)
+    sel = select_images(images, num, seed, scorer)
+    for line in sel.rejected:
+        log(f"skipped: {line}")
+    shape_list = [parse_shape(s) for s in shapes] if shapes else default_shapes(model)
+    log(f"calibrating on {len(sel.used)} images x {len(shape_list)} shapes "
+        f"({', '.join(f'{h}x{w}' for h, w in shape_list)}), method {method}")
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="ftrt-int8.") as tmp:
+        named = named_copy(model, Path(tmp) / "fp32.onnx")
+        ranges = collect_ranges(named, FundusCalibrationReader(sel.used, shape_list, progress=progress), method)
+        proto = onnx.load(str(named))
+        if keep == "auto":
+            h, w = shape_list[0]
+            probe = [fundus_crop(read_image(p)[0], (h, w))[None] for p in sel.used[:2]]
+            search = search_keep(named, ranges, default_keep(proto), psnr_score(named, probe, threads),
+                                 target_db=min_psnr + 1.0, log=log)
+            kept, search_history = search.keep, search.history
+        else:
+            names = {n.name for n in proto.graph.node}
+            kept = [k for k in keep.split(",") if k]
+            unknown = [k for k in kept if k not in names]
+            if unknown:
+                raise ValueError(f"--keep: no node named {', '.join(unknown)} in {model}")
+            search_history = []
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tmp) / "int8.onnx"
+        q = quantize_qdq(named, staged, ranges, kept)
+        meta = {**get_metadata(proto), "precision": "int8-qdq", "calibration": method,
+                "calibration_images": str(len(sel.used)), "calibration_shapes": ",".join(f"{h}x{w}" for h, w in shape_list),
+                "fp32_nodes": ",".join(kept)}
+        set_metadata(q, meta)
+        onnx.checker.check_model(q, full_check=True)
+        onnx.save(q, str(staged))
+        _copy(staged, out)
+    details: dict[str, Any] = {"method": method, "calibration_images": len(sel.used), "rejected": sel.rejected,
+                               "shapes": [f"{h}x{w}" for h, w in shape_list], "fp32_nodes": kept,
+                               "keep_search": search_history, "quantized_convs": _count_qdq_convs(q)}
+    if cache:
+        details["cache"] = str(write_cache(ranges, cache, trt_version))
+    return _finish(model, out, "int8", sel.rest[:eval_num] or sel.used[:eval_num], bool(sel.rest), scorer,
+                   min_psnr, report_path, threads, progress, details)
+
+
+def convert_fp16_model(model: str | Path, out: str | Path, *, images: list[str] | None = None,
+                       report_path: str | Path | None = None, min_psnr: float = MIN_PSNR["fp16"], eval_num: int = 8,
+                       seed: int = 0, threads: int | None = None, progress: bool = True) -> PrecisionResult:
+    from ftrt.export.fp16 import convert_fp16
+
+    _check_restorer(model)
+    proto = onnx.load(str(model))
+    half = convert_fp16(proto)
+    set_metadata(half, {**get_metadata(proto), "precision": "fp16-mixed"})
+    onnx.checker.check_model(half, full_check=True)
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="ftrt-fp16.") as tmp:
+        staged = Path(tmp) / out.name
+        onnx.save(half, str(staged))
+        _copy(staged, out)
+        # Without images, the report runs on the CC0 sample photograph (written into the temp folder).
+        eval_images = select_images(images, eval_num, seed).used if images else [_sample_path(Path(tmp))]
+        return _finish(model, out, "fp16", eval_images, True, _scorer(threads), min_psnr, report_path, threads,
+                       progress, {"fp32_ops": "LayerNorm reductions, output head (last conv, tanh, residual add)"})
+
+
+def _finish(model: str | Path, out: Path, precision: str, eval_images: list[Path], held_out: bool, scorer: Any,
+            min_psnr: float, report_path: str | Path | None, threads: int | None, progress: bool,
+            details: dict[str, Any]) -> PrecisionResult:
+    report = precision_report(model, out, eval_images, precision, scorer=scorer, threads=threads,
+                              progress=progress, held_out=held_out)
+    failures = check(report, min_psnr)
+    files = write_report(report, report_path, {**details, "min_psnr_db": min_psnr}) if report_path else []
+    return PrecisionResult(out, precision, report, failures, files, details)
+
+
+def _count_qdq_convs(proto: onnx.ModelProto) -> int:
+    produced_by_dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(1 for n in proto.graph.node if n.op_type == "Conv" and n.input and n.input[0] in produced_by_dq)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    from ftrt.io.images import _atomic_write_bytes
+
+    _atomic_write_bytes(dst, src.read_bytes())
+
+
+def _sample_path(folder: Path) -> Path:
+    """The CC0 scikit-image fundus photograph as a file, when no evaluation images are given."""
+    from ftrt.io import write_image
+    from ftrt.samples import retina
+
+    return write_image(folder / "retina.png", retina(768))
+
+
+__all__ = ["PrecisionResult", "calibrate_int8", "convert_fp16_model", "default_shapes"]

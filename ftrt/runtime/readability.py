@@ -1,0 +1,86 @@
+"""Readability scoring on the torch-free runtime: FOV-cropped input, four probabilities per image.
+
+The same ``classifier_input`` feeds training, export checks and every backend,
+so a photograph is scored identically wherever it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ftrt.fov import fov_mask, mask_bbox
+from ftrt.runtime.backends.base import Backend
+
+DEFAULT_LABELS = ("valid", "macula", "disc", "retina")
+DEFAULT_THRESHOLD = 0.5
+
+
+def square_fov_crop(img: np.ndarray) -> np.ndarray:
+    """The FOV's bounding box, zero outside the FOV, padded with black to a centred square."""
+    mask = fov_mask(img)
+    y0, y1, x0, x1 = mask_bbox(mask)
+    if min(y1 - y0, x1 - x0) < 16:
+        # No usable FOV (a non-fundus picture, a blank frame): score the whole frame as it is.
+        y0, y1, x0, x1 = 0, img.shape[0], 0, img.shape[1]
+        mask = np.ones(img.shape[:2], bool)
+    crop = img[y0:y1, x0:x1] * mask[y0:y1, x0:x1, None]
+    h, w = crop.shape[:2]
+    side = max(h, w)
+    out = np.zeros((side, side, 3), np.float32)
+    oy, ox = (side - h) // 2, (side - w) // 2
+    out[oy:oy + h, ox:ox + w] = crop
+    return out
+
+
+def classifier_input(img: np.ndarray, side: int = 224) -> np.ndarray:
+    """HxWx3 float RGB in [0,1] -> 3 x side x side float32, as the classifier was trained."""
+    sq = square_fov_crop(img)
+    interp = cv2.INTER_AREA if sq.shape[0] > side else cv2.INTER_LINEAR
+    small = cv2.resize(sq, (side, side), interpolation=interp)
+    return np.ascontiguousarray(np.clip(small, 0, 1).transpose(2, 0, 1), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Readability:
+    probs: dict[str, float]
+    threshold: float = DEFAULT_THRESHOLD
+
+    @property
+    def valid(self) -> bool:
+        return self.probs.get("valid", 1.0) >= self.threshold
+
+    @property
+    def readable(self) -> bool:
+        return self.valid and self.probs.get("retina", 0.0) >= self.threshold
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {**{k: round(v, 4) for k, v in self.probs.items()}, "readable": self.readable}
+
+
+class ReadabilityScorer:
+    """Wraps an opened backend that holds a readability model (ONNX or safetensors)."""
+
+    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD) -> None:
+        meta = backend.info.metadata
+        if meta.get("model") not in (None, "", "readability"):
+            raise ValueError(f"{meta.get('preset', 'this model')} is a {meta['model']} model, not a readability "
+                             "classifier")
+        self.backend = backend
+        self.threshold = threshold
+        self.labels = tuple(meta.get("labels", ",".join(DEFAULT_LABELS)).split(","))
+        self.side = int(meta.get("input_side", 224))
+
+    def score_batch(self, images: list[np.ndarray]) -> list[Readability]:
+        if not images:
+            return []
+        x = np.stack([classifier_input(im, self.side) for im in images])
+        probs = np.asarray(self.backend.run(x), dtype=np.float64)
+        if probs.shape != (len(images), len(self.labels)):
+            raise ValueError(f"classifier returned shape {probs.shape}, expected {(len(images), len(self.labels))}")
+        return [Readability(dict(zip(self.labels, map(float, row))), self.threshold) for row in probs]
+
+    def score(self, img: np.ndarray) -> Readability:
+        return self.score_batch([img])[0]

@@ -1,0 +1,140 @@
+"""Precision in the ONNX: INT8 Q/DQ and mixed FP16 run in ONNX Runtime within the report thresholds."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from ftrt.calibration import CalibrationDataError, calibrate_int8, convert_fp16_model
+from ftrt.calibration.data import FundusCalibrationReader, ordered_images, parse_shape, select_images
+from ftrt.calibration.int8 import Ranges, collect_ranges
+from ftrt.calibration.report import check
+from ftrt.calibration.trt_cache import read_cache, retag, version_code, write_cache
+from ftrt.cli import main
+from ftrt.export.metadata import get_metadata
+from ftrt.io import write_image
+
+
+@pytest.fixture(scope="module")
+def fundus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six real-looking fundus photographs: the CC0 sample under different crops, flips and exposure."""
+    import cv2
+    from skimage import data
+
+    base = data.retina().astype(np.float32) / 255.0
+    d = tmp_path_factory.mktemp("fundus")
+    for i in range(6):
+        img = cv2.resize(base, (160 + 16 * i, 160 + 16 * i), interpolation=cv2.INTER_AREA)
+        img = np.clip(img * (0.8 + 0.08 * i), 0, 1)
+        write_image(d / f"fundus_{i}.png", img[:, ::-1] if i % 2 else img)
+    return d
+
+
+def test_selection_is_deterministic_and_rejects_non_fundus(tmp_path: Path, fundus_dir: Path) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for p in fundus_dir.iterdir():
+        (mixed / p.name).write_bytes(p.read_bytes())
+    write_image(mixed / "noise.png", np.random.default_rng(0).uniform(0, 1, (64, 64, 3)).astype(np.float32))
+    (mixed / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    a = ordered_images([str(mixed)])
+    b = ordered_images([str(p) for p in sorted(mixed.iterdir(), reverse=True)])
+    assert [p.name for p in a] == [p.name for p in b]
+    sel = select_images([str(mixed)], num=10)
+    assert {p.name for p in sel.used} == {f"fundus_{i}.png" for i in range(6)}
+    assert any("noise.png" in r for r in sel.rejected) and any("broken.jpg" in r for r in sel.rejected)
+
+
+def test_no_usable_calibration_images_is_a_clear_error(tmp_path: Path) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    write_image(d / "flat.png", np.full((64, 64, 3), 0.5, np.float32))
+    with pytest.raises(CalibrationDataError, match="no usable fundus photographs"):
+        select_images([str(d)], num=4)
+
+
+def test_parse_shape() -> None:
+    assert parse_shape("512x384") == (512, 384)
+    for bad in ("512", "16x16", "axb"):
+        with pytest.raises(ValueError):
+            parse_shape(bad)
+
+
+def test_cache_round_trip(tmp_path: Path) -> None:
+    r = Ranges("minmax", {"image": (0.0, 1.0), "/conv/Conv_output_0": (-3.5, 2.0), "dead": (0.0, 0.0)})
+    path = write_cache(r, tmp_path / "model.cache", version=version_code("8.6.1"))
+    header, scales = read_cache(path)
+    assert header == "TRT-8601-EntropyCalibration2"
+    assert "image: 3c010204" in path.read_text().splitlines()  # 1/127, as TensorRT writes it
+    assert scales["/conv/Conv_output_0"] == pytest.approx(3.5 / 127, rel=1e-6)
+    assert scales["dead"] > 0
+    header10, scales10 = read_cache(retag(path, version_code("10.3.0"), tmp_path / "trt10.cache"))
+    assert header10 == "TRT-100300-EntropyCalibration2" and scales10 == scales
+    (tmp_path / "junk.cache").write_text("hello\n")
+    with pytest.raises(ValueError, match="not a TensorRT calibration cache"):
+        read_cache(tmp_path / "junk.cache")
+    assert struct.pack(">f", scales["image"]).hex() == "3c010204"
+
+
+def test_entropy_differs_from_minmax(random_onnx: Path, fundus_dir: Path) -> None:
+    """2048 bins: entropy clips outliers, so some ranges are narrower than MinMax's."""
+    paths = sorted(fundus_dir.iterdir())[:2]
+    mm = collect_ranges(random_onnx, FundusCalibrationReader(paths, [(64, 64)], progress=False), "minmax")
+    en = collect_ranges(random_onnx, FundusCalibrationReader(paths, [(64, 64)], progress=False), "entropy")
+    common = set(mm.ranges) & set(en.ranges)
+    assert common
+    assert any(en.amax(n) < 0.99 * mm.amax(n) for n in common)
+
+
+@pytest.mark.slow
+def test_int8_qdq_runs_in_ort_within_threshold(random_onnx: Path, fundus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.int8.onnx"
+    res = calibrate_int8(random_onnx, [str(fundus_dir)], out, num=4, shapes=["96x96"], keep="auto",
+                         cache=tmp_path / "m.cache", report_path=tmp_path / "report.json", eval_num=2,
+                         progress=False, log=lambda m: None)
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert get_metadata(proto)["precision"] == "int8-qdq"
+    assert res.details["quantized_convs"] > 10 and len(res.details["fp32_nodes"]) >= 2
+    assert res.report["summary"]["held_out"] and res.report["summary"]["images"] == 2
+    assert res.report["summary"]["psnr_vs_fp32_worst"] >= 35.0 and not res.failures
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["rows"] and (tmp_path / "report.md").read_text().startswith("# INT8 accuracy report")
+    assert check(rep, min_psnr=500.0)  # an impossible threshold fails
+    # The cache names the FP32 graph's tensors, which is what TensorRT's legacy INT8 path sees.
+    fp32_tensors = {o for n in onnx.load(str(random_onnx)).graph.node for o in n.output}
+    _, scales = read_cache(tmp_path / "m.cache")
+    assert set(scales) - {"image"} <= fp32_tensors
+
+
+@pytest.mark.slow
+def test_fp16_conversion_within_threshold(random_onnx: Path, fundus_dir: Path, tmp_path: Path) -> None:
+    res = convert_fp16_model(random_onnx, tmp_path / "m.fp16.onnx", images=[str(fundus_dir)], eval_num=2,
+                             progress=False)
+    proto = onnx.load(str(tmp_path / "m.fp16.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    assert res.report["summary"]["psnr_vs_fp32_worst"] >= 45.0 and not res.failures
+
+
+def test_cli_threshold_exit_code_and_no_overwrite(random_onnx: Path, fundus_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["convert", str(random_onnx), "--fp16", "-o", str(random_onnx)])
+    assert res.exit_code == 2 and "overwrite" in res.output
+    out = tmp_path / "m.fp16.onnx"
+    res = runner.invoke(main, ["convert", str(random_onnx), "--fp16", "-o", str(out), "--images", str(fundus_dir),
+                               "--min-psnr", "500", "--json"])
+    assert res.exit_code == 1 and "below" in res.output
+    assert out.exists()  # written for inspection, but the exit code says it failed
+    res = runner.invoke(main, ["calibrate", str(random_onnx), "--images", str(tmp_path / "nothing-here"), "-o",
+                               str(tmp_path / "x.onnx")])
+    assert res.exit_code == 2 and "error:" in res.output
