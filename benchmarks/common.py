@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 
 
@@ -22,3 +23,15 @@ def write_report(out: str | Path, lines: list[str]) -> str:
     Path(out).write_text(text)
     print(text)
     return text
+
+
+def time_ms(fn, warmup: int, runs: int) -> list[float]:
+    """``warmup`` untimed calls, then the wall time of each of ``runs`` calls in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out

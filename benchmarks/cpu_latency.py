@@ -16,7 +16,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,18 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, write_report  # noqa: E402
-
-
-def time_fn(fn, warmup: int, runs: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+from common import cpu_name, time_ms, write_report  # noqa: E402
 
 
 def main() -> int:
@@ -76,8 +64,8 @@ def main() -> int:
                 x = np.random.default_rng(0).uniform(size=(batch, 3, size, size)).astype(np.float32)
                 xt = torch.from_numpy(x)
                 with torch.inference_mode():
-                    t_torch = time_fn(lambda: model(xt), args.warmup, args.runs)
-                t_ort = time_fn(lambda: be.run(x), args.warmup, args.runs)
+                    t_torch = time_ms(lambda: model(xt), args.warmup, args.runs)
+                t_ort = time_ms(lambda: be.run(x), args.warmup, args.runs)
                 med_t, med_o = statistics.median(t_torch), statistics.median(t_ort)
                 shape = f"{size}x{size}" + (f", batch {batch}" if batch > 1 else "")
                 rows.append((name, shape, med_t, med_o, med_t / med_o))

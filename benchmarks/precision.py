@@ -16,7 +16,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,20 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, write_report  # noqa: E402
+from common import cpu_name, time_ms, write_report  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "drive"
-
-
-def median_ms(fn, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -90,7 +78,7 @@ def main() -> int:
             for label, path, note in ((("fp32", fp32, "")), ("int8", int8, f"{q.details['quantized_convs']} convs INT8"),
                                       ("fp16", half, "")):
                 with OrtBackend(path, threads=args.threads) as be:
-                    ms = median_ms(lambda: be.run(x), args.warmup, args.runs)
+                    ms = statistics.median(time_ms(lambda: be.run(x), args.warmup, args.runs))
                 acc = None
                 if label != "fp32":
                     rep = precision_report(fp32, path, eval_paths, label, threads=args.threads)

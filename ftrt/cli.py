@@ -145,8 +145,11 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
         _fail(str(exc))
         return
     try:
+        # A classifier's decision thresholds travel with it, so every runtime decides alike.
+        extra = {"thresholds": json.dumps(meta["thresholds"], sort_keys=True)} if "thresholds" in meta else None
         res = export_onnx(model, out_path, preset=meta["preset"], card_id=meta.get("card_id", ""), opset=opset,
-                          simplify=simplify, check=check, fp16=fp16, work_side=meta.get("work_side"))
+                          simplify=simplify, check=check, fp16=fp16, work_side=meta.get("work_side"),
+                          extra_metadata=extra)
     except ParityError as exc:
         _fail(f"parity check failed, nothing written: {exc}")
         return
@@ -224,9 +227,10 @@ def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
 @click.option("--threads", type=int, help="CPU threads for the backend.")
-@click.option("--threshold", default=0.5, show_default=True, help="Probability above which a label holds.")
+@click.option("--threshold", type=float,
+              help="Probability above which a label holds (default: the model's own, fitted per label).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int | None, threshold: float,
+def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int | None, threshold: float | None,
            as_json: bool) -> None:
     """Readability of fundus photographs: P(valid fundus), P(macula), P(optic disc), P(retina readable)."""
     from ftrt.batch import assess_files

@@ -96,3 +96,19 @@ def test_split_dense_conv_equals_grouped_conv_on_interleaved_concat() -> None:
     y, x = torch.randn(2, 32, 17, 19), torch.randn(2, 32, 17, 19)
     ref = block.conv2(interleave(y, x, block.groups))
     assert torch.allclose(block._dense_conv(y, x), ref, atol=1e-5)
+
+
+def test_illumination_head_starts_as_identity_and_corrects_a_smooth_cast(tmp_path) -> None:
+    """The optional affine head: identity at init, and able to express a smooth gain/offset field."""
+    from ftrt.export import export_onnx
+
+    m = build_model("res-s", affine_head=True).eval()
+    x = torch.rand(1, 3, 45, 77)
+    with torch.no_grad():
+        assert torch.equal(m(x), x)
+        m.affine.bias.copy_(torch.tensor([0.1, 0.0, -0.1, 0.0, 0.05, 0.0]))
+        y = m(x)
+    expected = x * torch.tensor([1.1, 1.0, 0.9]).view(1, 3, 1, 1) + torch.tensor([0.0, 0.05, 0.0]).view(1, 3, 1, 1)
+    assert torch.allclose(y, expected, atol=1e-6)
+    res = export_onnx(m, tmp_path / "affine.onnx", preset="res-s")
+    assert max(r["max_abs_err"] for r in res.parity) < 1e-4

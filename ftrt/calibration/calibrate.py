@@ -8,6 +8,7 @@ failure, and the CLI exits non-zero.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from ftrt.calibration.int8 import collect_ranges, default_keep, named_copy, quan
 from ftrt.calibration.report import MIN_PSNR, check, precision_report, psnr_score, write_report
 from ftrt.calibration.trt_cache import DEFAULT_VERSION, write_cache
 from ftrt.export.metadata import get_metadata, set_metadata
-from ftrt.io import read_image
+from ftrt.io import atomic_write, read_image
 
 
 @dataclass
@@ -150,9 +151,7 @@ def _count_qdq_convs(proto: onnx.ModelProto) -> int:
 
 
 def _copy(src: Path, dst: Path) -> None:
-    from ftrt.io.images import _atomic_write_bytes
-
-    _atomic_write_bytes(dst, src.read_bytes())
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _sample_path(folder: Path) -> Path:

@@ -7,7 +7,8 @@ from typing import Any
 import onnx
 
 KEYS = ("ftrt_version", "model", "preset", "card_id", "value_range", "normalization", "channel_order",
-        "layout", "pad_multiple", "opset", "precision", "min_side", "work_side", "labels", "input_side", "output")
+        "layout", "pad_multiple", "opset", "precision", "min_side", "work_side", "labels", "input_side", "output",
+        "thresholds")
 
 
 def build_metadata(*, preset: str, card_id: str, opset: int, pad_multiple: int, precision: str,

@@ -23,6 +23,7 @@ import onnx
 import torch
 
 from ftrt import __version__
+from ftrt.io import atomic_write
 from ftrt.export.metadata import build_metadata, model_metadata, set_metadata
 from ftrt.export.parity import PARITY_SHAPES, parity_check
 
@@ -108,6 +109,7 @@ def export_onnx(
     fp16: bool = False,
     tolerance: float = 1e-4,
     work_side: int | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` (a restorer or readability classifier) to ``out``; raises ``ParityError`` above ``tolerance``."""
     model = model.eval()
@@ -131,6 +133,7 @@ def export_onnx(
                           pad_multiple=int(getattr(model, "pad_multiple", 1)), precision="fp32",
                           ftrt_version=__version__, work_side=work_side)
     meta.update(model_metadata(model))
+    meta.update(extra_metadata or {})
     set_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -151,16 +154,7 @@ def export_onnx(
 
 
 def _save(proto: onnx.ModelProto, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(out, lambda tmp: onnx.save(proto, tmp))
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,9 +1,18 @@
 """Image and file I/O shared by every command (numpy + OpenCV only, no torch)."""
 
 from ftrt.io.files import collect_inputs, ensure_output_dir, InputError
-from ftrt.io.images import ImageReadError, read_image, to_uint8, write_image, write_json_atomic, write_text_atomic
+from ftrt.io.images import (
+    ImageReadError,
+    atomic_write,
+    read_image,
+    to_uint8,
+    write_image,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = [
+    "atomic_write",
     "collect_inputs",
     "ensure_output_dir",
     "InputError",

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -113,14 +114,29 @@ def _encode(img: np.ndarray, suffix: str, depth: int) -> bytes:
     return buf.tobytes()
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], object]) -> Path:
+    """Call ``writer(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
+
+    A reader never sees a half-written file, and a crash leaves the old file (or
+    none) instead of a truncated one. The temp file gets the usual permissions
+    (mkstemp makes 0600).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        writer(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -128,6 +144,18 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+    return path
+
+
+def _write_synced(tmp: str, payload: bytes) -> None:
+    with open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    atomic_write(path, lambda tmp: _write_synced(tmp, payload))
 
 
 def write_image(path: str | os.PathLike[str], img: np.ndarray, depth: int = 8) -> Path:

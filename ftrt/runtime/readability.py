@@ -6,7 +6,8 @@ so a photograph is scored identically wherever it runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -46,15 +47,19 @@ def classifier_input(img: np.ndarray, side: int = 224) -> np.ndarray:
 @dataclass(frozen=True)
 class Readability:
     probs: dict[str, float]
-    threshold: float = DEFAULT_THRESHOLD
+    # Per-label decision thresholds (fitted on the training split, stored in the model's metadata).
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def holds(self, label: str) -> bool:
+        return self.probs.get(label, 0.0) >= self.thresholds.get(label, DEFAULT_THRESHOLD)
 
     @property
     def valid(self) -> bool:
-        return self.probs.get("valid", 1.0) >= self.threshold
+        return "valid" not in self.probs or self.holds("valid")
 
     @property
     def readable(self) -> bool:
-        return self.valid and self.probs.get("retina", 0.0) >= self.threshold
+        return self.valid and self.holds("retina")
 
     def as_dict(self) -> dict[str, float | bool]:
         return {**{k: round(v, 4) for k, v in self.probs.items()}, "readable": self.readable}
@@ -63,14 +68,17 @@ class Readability:
 class ReadabilityScorer:
     """Wraps an opened backend that holds a readability model (ONNX or safetensors)."""
 
-    def __init__(self, backend: Backend, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, backend: Backend, threshold: float | None = None) -> None:
         meta = backend.info.metadata
         if meta.get("model") not in (None, "", "readability"):
             raise ValueError(f"{meta.get('preset', 'this model')} is a {meta['model']} model, not a readability "
                              "classifier")
         self.backend = backend
-        self.threshold = threshold
         self.labels = tuple(meta.get("labels", ",".join(DEFAULT_LABELS)).split(","))
+        fitted = json.loads(meta.get("thresholds") or "{}")
+        # An explicit threshold overrides the model's own for every label.
+        self.thresholds = {k: threshold if threshold is not None else float(fitted.get(k, DEFAULT_THRESHOLD))
+                           for k in self.labels}
         self.side = int(meta.get("input_side", 224))
 
     def score_batch(self, images: list[np.ndarray]) -> list[Readability]:
@@ -80,7 +88,7 @@ class ReadabilityScorer:
         probs = np.asarray(self.backend.run(x), dtype=np.float64)
         if probs.shape != (len(images), len(self.labels)):
             raise ValueError(f"classifier returned shape {probs.shape}, expected {(len(images), len(self.labels))}")
-        return [Readability(dict(zip(self.labels, map(float, row))), self.threshold) for row in probs]
+        return [Readability(dict(zip(self.labels, map(float, row))), self.thresholds) for row in probs]
 
     def score(self, img: np.ndarray) -> Readability:
         return self.score_batch([img])[0]

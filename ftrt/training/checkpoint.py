@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def _atomic(path: Path, writer: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ftrt.io import atomic_write
 
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     meta = {"ftrt": json.dumps(metadata or {}, sort_keys=True)}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -68,7 +55,7 @@ def save_training_state(
     opt_tensors["rng.torch"] = torch.get_rng_state()
     save_weights(d / "optim.safetensors", opt_tensors)
     payload = {**state, "optimizer": opt_meta}
-    _atomic(d / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, sort_keys=True)))
+    atomic_write(d / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, sort_keys=True)))
     return d
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class TorchBackend(Backend):
         if getattr(model, "task", "") == "readability":
             side = str(model.input_side)
             self.info.metadata.update(model="readability", labels=",".join(model.labels), input_side=side,
-                                      min_side=side)
+                                      min_side=side, thresholds=json.dumps(meta.get("thresholds", {})))
         return self
 
     @property
