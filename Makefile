@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= demo
 
-.PHONY: test demo install clean
+.PHONY: test typecheck demo install clean
 
 # The full environment: training, export and tests.
 $(BIN)/.installed: setup.py
@@ -17,8 +17,19 @@ $(BIN)/.installed: setup.py
 
 install: $(BIN)/.installed
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed typecheck
 	$(BIN)/python -m pytest -q
+
+# The TensorRT and CUDA code cannot run here: type-check it against tensorrt-stubs and cuda-python's types.
+# tensorrt-stubs goes in without its dependencies (they would pull TensorRT itself from NVIDIA's index).
+$(BIN)/.typecheck: $(BIN)/.installed
+	$(BIN)/pip install -q mypy cuda-python
+	$(BIN)/pip install -q --no-deps tensorrt-stubs
+	touch $@
+
+typecheck: $(BIN)/.typecheck
+	$(BIN)/python tools/trt_stubs.py .mypy_stubs
+	MYPYPATH=.mypy_stubs $(BIN)/mypy ftrt/engine ftrt/runtime/backends/trt.py
 
 # The demo needs no PyTorch: the runtime restores with ONNX Runtime on the CPU.
 $(VENV)-demo/bin/.installed: setup.py

@@ -170,29 +170,32 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
+              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
 @click.option("--max-side", type=int,
               help="Working resolution (longest FOV side, px); default: the model's own; 0: native resolution.")
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
 @click.option("--threads", type=int, help="CPU threads for the backend.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
+@click.option("--cuda-graph", is_flag=True, help="trt backend: capture each input shape once as a CUDA graph.")
 @click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
 @click.option("--gate-model", default="readability", show_default=True, help="Readability model for --gate.")
 @click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
-            threads: int | None, side_by_side: bool, gate: bool, gate_model: str, skip_invalid: bool,
-            as_json: bool) -> None:
+            threads: int | None, side_by_side: bool, cuda_graph: bool, gate: bool, gate_model: str,
+            skip_invalid: bool, as_json: bool) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import restore_files
     from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
 
     if skip_invalid and not gate:
         _fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
+    from ftrt.engine.sidecar import EngineMismatch
+
     try:
-        be = open_backend(backend, model_ref, threads=threads)
-        scorer = _open_scorer(backend, gate_model, threads) if gate else None
-    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        be = open_backend(backend, model_ref, threads=threads, cuda_graph=cuda_graph)
+        scorer = _open_scorer("auto" if backend == "trt" else backend, gate_model, threads) if gate else None
+    except (BackendUnavailable, EngineMismatch, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
     pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
@@ -225,7 +228,7 @@ def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_ref", default="readability", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "torch"]))
+              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
 @click.option("--threads", type=int, help="CPU threads for the backend.")
 @click.option("--threshold", type=float,
               help="Probability above which a label holds (default: the model's own, fitted per label).")
@@ -353,6 +356,44 @@ def _precision_summary(res: Any, as_json: bool) -> None:
         click.echo(f"error: {f}", err=True)
     if res.failures:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------- engines
+@main.command("build-engine")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="OUT.engine")
+@click.option("--profile", "profiles", multiple=True,
+              help="MIN:OPT:MAX as HxW or NxHxW, e.g. 512x512:1024x1024:1536x1536 (repeatable); default: the "
+                   "model's working size plus a generic camera-size profile.")
+@click.option("--workspace", type=float, help="Workspace memory pool limit in GiB (about 1 on Jetson).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Loaded if present, saved after the build.")
+@click.option("--calib-cache", type=click.Path(exists=True, dir_okay=False),
+              help="INT8 calibration cache from `ftrt calibrate --cache` (TensorRT 8.6/10, FP32 ONNX).")
+@click.option("--builder-opt-level", type=click.IntRange(0, 5), help="0-5; 3 is TensorRT's default, 1 builds fast.")
+@click.option("--dla-core", type=int, help="Build for this DLA core (Jetson), GPU fallback on.")
+@click.option("--fp16", is_flag=True, help="Legacy FP16 builder flag (TensorRT 8.6/10, FP32 ONNX).")
+@click.option("--json", "as_json", is_flag=True)
+def build_engine_cmd(model: str, out_path: str, profiles: tuple[str, ...], workspace: float | None,
+                     timing_cache: str | None, calib_cache: str | None, builder_opt_level: int | None,
+                     dla_core: int | None, fp16: bool, as_json: bool) -> None:
+    """Build a TensorRT engine (dynamic H x W profiles) with a sidecar that guards where it may run."""
+    from ftrt.engine import TensorRTUnavailable, parse_profile
+    from ftrt.engine.build import BuildError, BuildOptions, build_engine
+
+    try:
+        opts = BuildOptions(profiles=[parse_profile(p) for p in profiles], workspace_gib=workspace,
+                            timing_cache=Path(timing_cache) if timing_cache else None,
+                            calib_cache=Path(calib_cache) if calib_cache else None,
+                            builder_opt_level=builder_opt_level, dla_core=dla_core, fp16=fp16)
+        sidecar = build_engine(model, out_path, opts, log=lambda m: click.echo(m, err=True))
+    except (TensorRTUnavailable, BuildError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps(sidecar))
+    else:
+        click.echo(f"wrote {out_path} and {out_path}.json (TensorRT {sidecar['tensorrt_version']}, "
+                   f"{sidecar['gpu']['name']})")
 
 
 # ---------------------------------------------------------------- train

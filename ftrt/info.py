@@ -76,6 +76,31 @@ def safetensors_info(path: Path) -> dict[str, Any]:
             "model_card": card}
 
 
+def engine_info(path: Path) -> dict[str, Any]:
+    """A TensorRT engine's sidecar (no TensorRT needed) and, where TensorRT runs, its layers' precisions."""
+    from ftrt.engine.sidecar import EngineMismatch, plan_header, read_sidecar
+
+    out: dict[str, Any] = {"file": str(path), "format": "tensorrt-engine", "size_bytes": path.stat().st_size,
+                           "plan_header": plan_header(path)}
+    try:
+        out["sidecar"] = read_sidecar(path)
+        out["metadata"] = out["sidecar"].get("onnx", {}).get("metadata", {})
+    except EngineMismatch as exc:
+        out["sidecar_error"] = str(exc)
+    try:
+        from collections import Counter
+
+        from ftrt.engine.build import engine_layers
+
+        layers = engine_layers(path).get("Layers", [])
+        precisions = Counter(str(layer.get("Outputs", [{}])[0].get("Format/Datatype", "?")).split(" ")[-1]
+                             for layer in layers if isinstance(layer, dict))
+        out["layers"] = {"count": len(layers), "output_precisions": dict(precisions)}
+    except Exception as exc:  # noqa: BLE001 - no TensorRT/GPU here, or an engine for another host
+        out["layers"] = f"not inspected: {str(exc).splitlines()[0]}"
+    return out
+
+
 def describe(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -84,11 +109,26 @@ def describe(path: str | Path) -> dict[str, Any]:
         return onnx_info(p)
     if p.suffix == ".safetensors":
         return safetensors_info(p)
-    raise ValueError(f"{p}: unknown model format (expected .onnx or .safetensors)")
+    if p.suffix in (".engine", ".plan"):
+        return engine_info(p)
+    raise ValueError(f"{p}: unknown model format (expected .onnx, .safetensors, .engine or .plan)")
 
 
 def format_info(info: dict[str, Any]) -> str:
     lines = [f"{info['file']}  ({info['format']}, {info['size_bytes'] / 1e6:.2f} MB)"]
+    if info["format"] == "tensorrt-engine":
+        sc = info.get("sidecar")
+        if sc is None:
+            lines.append(f"sidecar: {info.get('sidecar_error')}")
+        else:
+            gpu = sc.get("gpu", {})
+            lines.append(f"TensorRT {sc.get('tensorrt_version')}; GPU {gpu.get('name')} (compute "
+                         f"{gpu.get('compute_capability')}); precision {sc.get('precision')}")
+            lines += [f"profile {i}: {p['min']} / {p['opt']} / {p['max']} (N, H, W)"
+                      for i, p in enumerate(sc.get("profiles", []))]
+            lines += [f"{t['mode']:<7} {t['name']}: {t['dtype']} {t['shape']}" for t in sc.get("io", [])]
+        lines.append(f"layers: {info.get('layers')}")
+        return "\n".join(lines)
     if info["format"] == "onnx":
         if "opset" in info:
             lines.append(f"opset: {', '.join(f'{k} {v}' for k, v in info['opset'].items())}; "

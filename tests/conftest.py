@@ -13,6 +13,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "data: needs the research data in ../shared/data")
+    config.addinivalue_line("markers", "trt: needs TensorRT (runs wherever it is installed; skipped in CI)")
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU")
 
 
 @pytest.fixture(scope="session")

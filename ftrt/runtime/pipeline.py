@@ -80,6 +80,13 @@ class FundusPipeline:
         ms["preprocess"] = (t1 - t0) * 1e3
         tile = self.config.tile
         tiled = bool(tile and max(work.shape[:2]) > tile)
+        notice = None
+        limit = getattr(self.backend, "max_square_side", None)
+        if limit is not None and not self.backend.supports_shape((1, 3, *work.shape[:2])):
+            # An engine is built for bounded shapes: tile what falls outside its profiles rather than fail.
+            side = int(limit())
+            tile, tiled = min(tile or side, side), True
+            notice = f"{work.shape[1]}x{work.shape[0]} px is outside the engine's profiles: tiled at {side} px"
         if tiled:
             assert tile is not None
             out = run_tiled(work, self._infer, tile, self.config.overlap)
@@ -95,5 +102,7 @@ class FundusPipeline:
         frame[y0:y1, x0:x1] = out
         frame *= mask[..., None]
         ms["postprocess"] = (time.perf_counter() - t2) * 1e3
-        info = {"fov_bbox": [y0, y1, x0, x1], "work_shape": list(work.shape[:2]), "tiled": tiled}
+        info: dict[str, Any] = {"fov_bbox": [y0, y1, x0, x1], "work_shape": list(work.shape[:2]), "tiled": tiled}
+        if notice:
+            info["notice"] = notice
         return RestoreResult(frame, mask, ms, info)

@@ -1,4 +1,7 @@
-"""Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, torch."""
+"""Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, trt, torch.
+
+``auto`` picks TensorRT for an ``.engine``/``.plan`` file and ONNX Runtime (CPU) otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,18 @@ from typing import Any
 from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, ShapeProfile, TensorSpec
 from ftrt.runtime.models import resolve_model
 
-BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "torch")
+BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch")
 
 
 def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
     """Create (not open) a backend for ``model`` (a shipped name or a file path)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "trt" or (name == "auto" and Path(model).suffix in (".engine", ".plan")):
+        from ftrt.runtime.backends.trt import TensorRTBackend
+
+        return TensorRTBackend(resolve_model(model, "engine"), device_id=opts.get("device_id", 0),
+                               cuda_graph=bool(opts.get("cuda_graph", False)))
     if name == "torch":
         from ftrt.runtime.backends.torch_backend import TorchBackend
 

@@ -43,13 +43,32 @@ class OrtBackend(Backend):
             return [(wanted, {"device_id": self.device_id, "cudnn_conv_algo_search": "HEURISTIC"}),
                     "CPUExecutionProvider"]
         if self.provider == "tensorrt":
-            opts: dict[str, object] = {"device_id": self.device_id, "trt_fp16_enable": False}
+            opts: dict[str, object] = {"device_id": self.device_id, "trt_fp16_enable": False,
+                                       **self._trt_profile_options()}
             if self.engine_cache:
                 os.makedirs(self.engine_cache, exist_ok=True)
                 opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(self.engine_cache),
                             trt_timing_cache_enable=True)
             return [(wanted, opts), ("CUDAExecutionProvider", {"device_id": self.device_id}), "CPUExecutionProvider"]
         return [wanted]
+
+    def _trt_profile_options(self) -> dict[str, str]:
+        """The same generic profile ``ftrt build-engine`` uses (ORT's TensorRT provider honours one profile)."""
+        import onnxruntime as ort
+
+        from ftrt.engine.profiles import default_profiles
+
+        meta = ort.InferenceSession(str(self.model), providers=["CPUExecutionProvider"]).get_modelmeta()
+        md = meta.custom_metadata_map
+        if md.get("model") == "readability":
+            side = int(md.get("input_side", 224))
+            lo, opt, hi = (1, 3, side, side), (1, 3, side, side), (8, 3, side, side)
+        else:
+            lo, opt, hi = default_profiles(int(md.get("work_side", 0) or 0))[-1].nchw()
+        name = "image"
+        fmt = lambda s: f"{name}:{'x'.join(map(str, s))}"  # noqa: E731
+        return {"trt_profile_min_shapes": fmt(lo), "trt_profile_opt_shapes": fmt(opt),
+                "trt_profile_max_shapes": fmt(hi)}
 
     def open(self) -> "OrtBackend":
         import onnxruntime as ort

@@ -1,0 +1,109 @@
+"""TensorRT optimisation profiles for the image input: parsing, defaults, and choosing one per call.
+
+A profile is (min, opt, max) over (batch, height, width); channels are always 3.
+Written as ``HxW:HxW:HxW`` (batch 1) or ``NxHxW:NxHxW:NxHxW`` on the command line.
+Pure Python: the TensorRT builder and backend both use it, and CI tests it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Dims = tuple[int, int, int]  # (batch, height, width)
+
+# Common fundus camera outputs after FOV cropping: square-ish, 1-3 k px; the generic profile covers them.
+CAMERA_SIDES = (1024, 1536, 2048)
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    min: Dims
+    opt: Dims
+    max: Dims
+
+    def __post_init__(self) -> None:
+        for lo, o, hi in zip(self.min, self.opt, self.max, strict=True):
+            if not lo <= o <= hi:
+                raise ValueError(f"profile {self}: needs min <= opt <= max in every dimension")
+        if min(self.min[1:]) < MIN_SIDE:
+            raise ValueError(f"profile {self}: sides below {MIN_SIDE} px are not supported")
+
+    def fits(self, dims: Dims) -> bool:
+        return all(lo <= d <= hi for lo, d, hi in zip(self.min, dims, self.max, strict=True))
+
+    def nchw(self) -> tuple[tuple[int, int, int, int], ...]:
+        """(min, opt, max) as NCHW shapes, what ``IOptimizationProfile.set_shape`` takes."""
+        return tuple((n, 3, h, w) for n, h, w in (self.min, self.opt, self.max))  # type: ignore[return-value]
+
+    def __str__(self) -> str:
+        return ":".join(_fmt(d) for d in (self.min, self.opt, self.max))
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[int]]) -> EngineProfile:
+        return cls(tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))  # type: ignore[arg-type]
+
+
+def _fmt(d: Dims) -> str:
+    return f"{d[1]}x{d[2]}" if d[0] == 1 else f"{d[0]}x{d[1]}x{d[2]}"
+
+
+def _dims(text: str) -> Dims:
+    parts = text.lower().split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{text!r}: expected HxW or NxHxW") from None
+    if len(nums) == 2:
+        return (1, nums[0], nums[1])
+    if len(nums) == 3:
+        return (nums[0], nums[1], nums[2])
+    raise ValueError(f"{text!r}: expected HxW or NxHxW")
+
+
+def parse_profile(text: str) -> EngineProfile:
+    """``512x512:1024x1024:1536x1536`` or ``1x512x512:4x1024x1024:4x1536x1536``."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"profile {text!r}: expected MIN:OPT:MAX, e.g. 512x512:1024x1024:1536x1536")
+    lo, opt, hi = (_dims(p) for p in parts)
+    return EngineProfile(lo, opt, hi)
+
+
+def default_profiles(work_side: int = 0, max_batch: int = 1) -> list[EngineProfile]:
+    """One narrow profile at the model's working size (what ``ftrt restore`` runs by default), one generic.
+
+    The narrow profile lets TensorRT tune for the size that runs all day; the
+    generic one covers native-resolution runs and tiles up to the largest
+    common camera side.
+    """
+    profiles = []
+    if work_side:
+        lo = max(MIN_SIDE, work_side // 2)
+        profiles.append(EngineProfile((1, lo, lo), (1, work_side, work_side), (max_batch, work_side, work_side)))
+    side = CAMERA_SIDES[-1]
+    profiles.append(EngineProfile((1, 256, 256), (1, CAMERA_SIDES[0], CAMERA_SIDES[0]), (max_batch, side, side)))
+    return profiles
+
+
+def select_profile(profiles: list[EngineProfile], dims: Dims) -> int | None:
+    """Index of the profile to run ``dims`` with: among those that fit, the one whose opt is closest.
+
+    None when no profile fits (the caller tiles or resizes, and says so).
+    """
+    best, best_cost = None, None
+    for i, p in enumerate(profiles):
+        if not p.fits(dims):
+            continue
+        cost = abs(p.opt[1] * p.opt[2] - dims[1] * dims[2]) + 1e9 * abs(p.opt[0] - dims[0])
+        if best_cost is None or cost < best_cost:
+            best, best_cost = i, cost
+    return best
+
+
+def largest_side(profiles: list[EngineProfile]) -> int:
+    """The largest square tile every dimension of some profile admits (for tiling what fits nowhere)."""
+    return max(min(p.max[1], p.max[2]) for p in profiles)
