@@ -28,6 +28,7 @@ setup(
         "train": ["torch==2.13.0", "safetensors>=0.4"],
         "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxslim>=0.1.40", "onnxconverter-common>=1.14"],
         "samples": ["scikit-image>=0.22"],
+        "plot": ["matplotlib>=3.7"],
         # TensorRT engines: tensorrt wheels come from NVIDIA's index (x86-64); Jetson uses JetPack's TensorRT.
         "trt": ["tensorrt>=8.6", "cuda-python>=12.0"],
         # CUDA from Python without TensorRT (ORT's CUDA/TensorRT providers come with onnxruntime-gpu, which

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import platform
-import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+# One timing loop and one machine line for `ftrt profile` and the drivers.
+from ftrt.profile import cpu_name  # noqa: F401
+from ftrt.profile import time_calls as time_ms  # noqa: F401
 
 
 def write_report(out: str | Path, lines: list[str]) -> str:
@@ -23,15 +15,3 @@ def write_report(out: str | Path, lines: list[str]) -> str:
     Path(out).write_text(text)
     print(text)
     return text
-
-
-def time_ms(fn, warmup: int, runs: int) -> list[float]:
-    """``warmup`` untimed calls, then the wall time of each of ``runs`` calls in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out

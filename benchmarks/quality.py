@@ -29,6 +29,13 @@ from ftrt.evaluate import evaluate_dirs  # noqa: E402
 from ftrt.runtime import FundusPipeline, PipelineConfig, open_backend  # noqa: E402
 from ftrt.runtime.models import WEIGHTS_DIR  # noqa: E402
 
+def _is_restorer(path: Path) -> bool:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return meta.get("model", "restorer") == "restorer"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -39,7 +46,8 @@ def main() -> int:
     if not (drive / "images").is_dir():
         print(f"DRIVE test set not found under {drive}", file=sys.stderr)
         return 2
-    models = args.models if args.models is not None else sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
+    models = args.models if args.models is not None else sorted(
+        p.stem for p in WEIGHTS_DIR.glob("*.onnx") if _is_restorer(p))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_p = Path(tmp)

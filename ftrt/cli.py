@@ -358,6 +358,59 @@ def _precision_summary(res: Any, as_json: bool) -> None:
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- profile
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--backend", "backends", default="torch,ort", show_default=True,
+              help="Comma-separated: torch, ort, ort-cuda, ort-trt, trt.")
+@click.option("--shapes", default="256x256,512x512", show_default=True, help="Comma-separated HxW.")
+@click.option("--batch", default=1, show_default=True)
+@click.option("--warmup", default=3, show_default=True)
+@click.option("--iters", default=20, show_default=True)
+@click.option("--threads", type=int, help="CPU threads for every backend.")
+@click.option("--baseline", default="torch", show_default=True, help="Backend the ratios are relative to.")
+@click.option("--end-to-end", "e2e", multiple=True, help="Images to time the whole pipeline on, by stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Latency vs megapixels (matplotlib).")
+def profile(models: tuple[str, ...], backends: str, shapes: str, batch: int, warmup: int, iters: int,
+            threads: int | None, baseline: str, e2e: tuple[str, ...], as_json: bool, csv_path: str | None,
+            plot_path: str | None) -> None:
+    """Latency of MODEL(s) x backends x shapes (warm-up excluded, percentiles, ratio to a baseline)."""
+    from ftrt.calibration.data import parse_shape
+    from ftrt.io import write_text_atomic
+    from ftrt.profile import end_to_end, run_profile, to_csv, to_markdown
+
+    try:
+        shape_list = [parse_shape(s) for s in shapes.split(",") if s]
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    backend_list = [b for b in backends.split(",") if b]
+    report = run_profile(list(models), backend_list, shape_list, batch, warmup, iters, baseline, threads,
+                         progress=None if as_json else lambda c: click.echo(
+                             f"  {c.model} {c.backend} {c.shape}: "
+                             + (f"{c.ms['median']:.1f} ms" if c.ms else str(c.error)), err=True))
+    if e2e:
+        report["end_to_end"] = []
+        for m in models:
+            for b in backend_list:
+                try:
+                    report["end_to_end"].append(end_to_end(m, b, list(e2e), threads))
+                except Exception as exc:  # noqa: BLE001 - one unavailable backend must not hide the others
+                    report["end_to_end"].append({"model": m, "backend": b, "error": str(exc).splitlines()[0]})
+    if csv_path:
+        write_text_atomic(csv_path, to_csv(report))
+    if plot_path:
+        try:
+            from ftrt.profile import plot
+
+            plot(report, plot_path)
+        except ImportError:
+            click.echo("warning: --plot needs matplotlib (pip install 'ftrt[plot]'); no plot written", err=True)
+    click.echo(json.dumps(report, indent=2) if as_json else to_markdown(report))
+
+
 # ---------------------------------------------------------------- engines
 @main.command("build-engine")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
