@@ -217,10 +217,13 @@ def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
     before = [r for r in gated if not r["readability_before"]["readable"]]
     became = [r for r in gated if r.get("became_readable")]
     still = [r for r in before if not r["readability_after"]["readable"]]
+    # Restoration can also hurt: say so as plainly as the improvements.
+    lost = [r for r in gated if r["readability_before"]["readable"] and not r["readability_after"]["readable"]]
     lines = [f"readability: {len(before)} of {len(gated)} unreadable before restoration; "
-             f"{len(became)} became readable, {len(still)} still unreadable"]
+             f"{len(became)} became readable, {len(still)} still unreadable, {len(lost)} readable before but not after"]
     lines += [f"  now readable: {r['input']}" for r in became]
     lines += [f"  still unreadable: {r['input']}" for r in still]
+    lines += [f"  readable before, not after: {r['input']}" for r in lost]
     return lines
 
 
