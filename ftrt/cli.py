@@ -361,6 +361,63 @@ def _precision_summary(res: Any, as_json: bool) -> None:
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- watch
+@main.command()
+@click.argument("in_dir", required=False, type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (holds the journal).")
+@click.option("--model", "model_ref", default="res-s", show_default=True)
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
+@click.option("--max-side", type=int, help="Working resolution (default: the model's own).")
+@click.option("--threads", type=int)
+@click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
+@click.option("--poll", default=2.0, show_default=True, help="Seconds between scans; a file must be unchanged "
+              "over one interval to be taken.")
+@click.option("--once", is_flag=True, help="Process what is there (waiting for files still being written), exit.")
+@click.option("--status", "status_dir", type=click.Path(file_okay=False), help="Print a journal's counts and "
+              "last errors, and exit.")
+def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
+          threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None) -> None:
+    """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
+    from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
+    from ftrt.watch import Watcher, status
+
+    if status_dir:
+        try:
+            click.echo(json.dumps(status(status_dir), indent=2))
+        except ValueError as exc:
+            _fail(str(exc))
+        return
+    if not in_dir or not out_dir:
+        _fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
+        return
+    try:
+        be = open_backend(backend, model_ref, threads=threads)
+        scorer = _open_scorer("auto" if backend == "trt" else backend, "readability", threads) if gate else None
+    except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side))
+    model_info = {"model": be.info.metadata.get("card_id") or model_ref, "backend": be.info.name,
+                  "precision": be.info.precision}
+
+    def process(img: Any) -> tuple[Any, dict[str, Any]]:
+        res = pipeline.restore(img)
+        info: dict[str, Any] = {**model_info, "ms": {k: round(v, 1) for k, v in res.ms.items()}}
+        if scorer is not None:
+            info["readability_before"] = scorer.score(img).as_dict()
+            info["readability_after"] = scorer.score(res.image).as_dict()
+        return res.image, info
+
+    try:
+        w = Watcher(in_dir, out_dir, process, poll=poll, log=lambda m: click.echo(m, err=True))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    stats = w.run(once=once)
+    click.echo(f"{stats.done} restored, {stats.failed} failed")
+
+
 # ---------------------------------------------------------------- profile
 @main.command()
 @click.argument("models", nargs=-1, required=True)

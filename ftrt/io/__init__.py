@@ -1,6 +1,6 @@
 """Image and file I/O shared by every command (numpy + OpenCV only, no torch)."""
 
-from ftrt.io.files import collect_inputs, ensure_output_dir, InputError
+from ftrt.io.files import IMAGE_SUFFIXES, InputError, collect_inputs, ensure_output_dir
 from ftrt.io.images import (
     ImageReadError,
     atomic_write,
@@ -12,6 +12,7 @@ from ftrt.io.images import (
 )
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "atomic_write",
     "collect_inputs",
     "ensure_output_dir",
