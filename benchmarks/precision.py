@@ -58,6 +58,9 @@ def main() -> int:
 
     results_dir = Path(args.out).parent
     eval_paths = select_images([args.eval], args.eval_num).used
+    from ftrt.calibration.calibrate import _scorer
+
+    scorer = _scorer(args.threads)  # readability decisions FP32 vs low precision, when the classifier ships
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -81,7 +84,7 @@ def main() -> int:
                     ms = statistics.median(time_ms(lambda: be.run(x), args.warmup, args.runs))
                 acc = None
                 if label != "fp32":
-                    rep = precision_report(fp32, path, eval_paths, label, threads=args.threads)
+                    rep = precision_report(fp32, path, eval_paths, label, threads=args.threads, scorer=scorer)
                     write_precision_report(rep, results_dir / f"precision_{name}_{label}.json",
                                            {"weights": weights, "calibration": f"{args.num} DRIVE training images"})
                     acc = rep["summary"]
