@@ -156,7 +156,6 @@ class _BoundedIdentity(Backend):
     """Stands in for an engine: accepts only shapes inside its profiles, like TensorRT does."""
 
     def __init__(self, max_side: int) -> None:
-        self.limit = max_side
         self.seen: list[tuple[int, ...]] = []
         p = ShapeProfile((1, 3, 32, 32), (1, 3, max_side, max_side), (1, 3, max_side, max_side))
         self.info = BackendInfo(name="bounded", device="cpu", precision="fp32", profiles=[p],
@@ -168,9 +167,6 @@ class _BoundedIdentity(Backend):
     @property
     def input_spec(self) -> TensorSpec:
         return TensorSpec("image", ("batch", 3, "height", "width"), "tensor(float)")
-
-    def max_square_side(self) -> int:
-        return self.limit
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if not self.supports_shape(batch.shape):

@@ -22,7 +22,7 @@ from typing import Any
 
 from ftrt import __version__
 from ftrt.engine.host import host_info, trt_module, version_tuple
-from ftrt.engine.profiles import EngineProfile, default_profiles
+from ftrt.engine.profiles import EngineProfile, profiles_for_model
 from ftrt.engine.sidecar import build_sidecar, write_sidecar
 from ftrt.io import atomic_write
 
@@ -118,10 +118,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, opts: BuildOptions,
 
     onnx_path, out = Path(onnx_path), Path(out)
     meta = _onnx_metadata(onnx_path)
-    if meta.get("model") == "readability" and not opts.profiles:
-        side = int(meta.get("input_side", 224))
-        opts.profiles = [EngineProfile((1, side, side), (1, side, side), (8, side, side))]
-    profiles = opts.profiles or default_profiles(int(meta.get("work_side", 0) or 0))
+    profiles = opts.profiles or profiles_for_model(meta)
     precision = meta.get("precision", "fp32")
     plan = plan_build(trt.__version__, precision, opts)
     logger = trt.Logger(trt.Logger.WARNING)

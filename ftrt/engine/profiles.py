@@ -89,6 +89,15 @@ def default_profiles(work_side: int = 0, max_batch: int = 1) -> list[EngineProfi
     return profiles
 
 
+def profiles_for_model(metadata: dict[str, str]) -> list[EngineProfile]:
+    """Default profiles from an ftrt ONNX's metadata: a classifier runs at its fixed side (batch 1..8),
+    a restorer gets :func:`default_profiles` for its working size."""
+    if metadata.get("model") == "readability":
+        side = int(metadata.get("input_side", 224))
+        return [EngineProfile((1, side, side), (1, side, side), (8, side, side))]
+    return default_profiles(int(metadata.get("work_side", 0) or 0))
+
+
 def select_profile(profiles: list[EngineProfile], dims: Dims) -> int | None:
     """Index of the profile to run ``dims`` with: among those that fit, the one whose opt is closest.
 
@@ -102,8 +111,3 @@ def select_profile(profiles: list[EngineProfile], dims: Dims) -> int | None:
         if best_cost is None or cost < best_cost:
             best, best_cost = i, cost
     return best
-
-
-def largest_side(profiles: list[EngineProfile]) -> int:
-    """The largest square tile every dimension of some profile admits (for tiling what fits nowhere)."""
-    return max(min(p.max[1], p.max[2]) for p in profiles)

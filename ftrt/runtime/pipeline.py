@@ -81,10 +81,9 @@ class FundusPipeline:
         tile = self.config.tile
         tiled = bool(tile and max(work.shape[:2]) > tile)
         notice = None
-        limit = getattr(self.backend, "max_square_side", None)
-        if limit is not None and not self.backend.supports_shape((1, 3, *work.shape[:2])):
+        side = self.backend.max_square_side()
+        if side is not None and not self.backend.supports_shape((1, 3, *work.shape[:2])):
             # An engine is built for bounded shapes: tile what falls outside its profiles rather than fail.
-            side = int(limit())
             tile, tiled = min(tile or side, side), True
             notice = f"{work.shape[1]}x{work.shape[0]} px is outside the engine's profiles: tiled at {side} px"
         if tiled:

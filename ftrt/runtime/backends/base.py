@@ -69,6 +69,12 @@ class Backend(ABC):
         """Whether ``run`` accepts this NCHW shape as-is (engines have bounded profiles)."""
         return not self.info.profiles or any(p.fits(shape) for p in self.info.profiles)
 
+    def max_square_side(self) -> int | None:
+        """The largest square side some profile admits; None when shapes are unbounded (ORT, torch)."""
+        if not self.info.profiles:
+            return None
+        return max(min(p.max[2], p.max[3]) for p in self.info.profiles)
+
     @property
     def pad_multiple(self) -> int:
         return int(self.info.metadata.get("pad_multiple", 1))

@@ -56,15 +56,10 @@ class OrtBackend(Backend):
         """The same generic profile ``ftrt build-engine`` uses (ORT's TensorRT provider honours one profile)."""
         import onnxruntime as ort
 
-        from ftrt.engine.profiles import default_profiles
+        from ftrt.engine.profiles import profiles_for_model
 
         meta = ort.InferenceSession(str(self.model), providers=["CPUExecutionProvider"]).get_modelmeta()
-        md = meta.custom_metadata_map
-        if md.get("model") == "readability":
-            side = int(md.get("input_side", 224))
-            lo, opt, hi = (1, 3, side, side), (1, 3, side, side), (8, 3, side, side)
-        else:
-            lo, opt, hi = default_profiles(int(md.get("work_side", 0) or 0))[-1].nchw()
+        lo, opt, hi = profiles_for_model(meta.custom_metadata_map)[-1].nchw()
         name = "image"
         fmt = lambda s: f"{name}:{'x'.join(map(str, s))}"  # noqa: E731
         return {"trt_profile_min_shapes": fmt(lo), "trt_profile_opt_shapes": fmt(opt),

@@ -87,9 +87,6 @@ class TensorRTBackend(Backend):
     def input_spec(self) -> TensorSpec:
         return TensorSpec(getattr(self, "input_name", "image"), ("batch", 3, "height", "width"), "tensor(float)")
 
-    def max_square_side(self) -> int:
-        return max(min(p.max[1], p.max[2]) for p in self.profiles)
-
     def _enqueue(self, buf: _Buffers) -> None:
         self.context.set_tensor_address(self.input_name, buf.dev_in)
         self.context.set_tensor_address(self.output_name, buf.dev_out)
