@@ -12,6 +12,10 @@ import click
 from ftrt import __version__
 
 
+# ftrt.runtime.backends.BACKENDS, spelled out so `ftrt --help` does not import the runtime (OpenCV, ORT).
+BACKEND_CHOICES = ["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -170,7 +174,7 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
+              type=click.Choice(BACKEND_CHOICES))
 @click.option("--max-side", type=int,
               help="Working resolution (longest FOV side, px); default: the model's own; 0: native resolution.")
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
@@ -194,7 +198,7 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
 
     try:
         be = open_backend(backend, model_ref, threads=threads, cuda_graph=cuda_graph)
-        scorer = _open_scorer("auto" if backend == "trt" else backend, gate_model, threads) if gate else None
+        scorer = _open_gate(backend, gate_model, threads) if gate else None
     except (BackendUnavailable, EngineMismatch, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -205,11 +209,17 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
                show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
 
 
-def _open_scorer(backend: str, model_ref: str, threads: int | None) -> Any:
+def _open_scorer(backend: str, model_ref: str, threads: int | None, threshold: float | None = None) -> Any:
     from ftrt.runtime import open_backend
     from ftrt.runtime.readability import ReadabilityScorer
 
-    return ReadabilityScorer(open_backend(backend, model_ref, threads=threads))
+    return ReadabilityScorer(open_backend(backend, model_ref, threads=threads), threshold=threshold)
+
+
+def _open_gate(backend: str, model_ref: str, threads: int | None) -> Any:
+    """The gate's classifier beside a restorer on ``backend``: with ``trt`` (the restorer's engine) it picks its
+    own backend from its file, since the shipped classifier is an ONNX, not an engine."""
+    return _open_scorer("auto" if backend == "trt" else backend, model_ref, threads)
 
 
 def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
@@ -231,7 +241,7 @@ def _gate_summary(records: list[dict[str, Any]]) -> list[str]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_ref", default="readability", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
+              type=click.Choice(BACKEND_CHOICES))
 @click.option("--threads", type=int, help="CPU threads for the backend.")
 @click.option("--threshold", type=float,
               help="Probability above which a label holds (default: the model's own, fitted per label).")
@@ -240,11 +250,10 @@ def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int |
            as_json: bool) -> None:
     """Readability of fundus photographs: P(valid fundus), P(macula), P(optic disc), P(retina readable)."""
     from ftrt.batch import assess_files
-    from ftrt.runtime import BackendUnavailable, open_backend
-    from ftrt.runtime.readability import ReadabilityScorer
+    from ftrt.runtime import BackendUnavailable
 
     try:
-        scorer = ReadabilityScorer(open_backend(backend, model_ref, threads=threads), threshold=threshold)
+        scorer = _open_scorer(backend, model_ref, threads, threshold)
     except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -367,7 +376,7 @@ def _precision_summary(res: Any, as_json: bool) -> None:
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (holds the journal).")
 @click.option("--model", "model_ref", default="res-s", show_default=True)
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]))
+              type=click.Choice(BACKEND_CHOICES))
 @click.option("--max-side", type=int, help="Working resolution (default: the model's own).")
 @click.option("--threads", type=int)
 @click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
@@ -393,7 +402,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         return
     try:
         be = open_backend(backend, model_ref, threads=threads)
-        scorer = _open_scorer("auto" if backend == "trt" else backend, "readability", threads) if gate else None
+        scorer = _open_gate(backend, "readability", threads) if gate else None
     except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -100,3 +100,10 @@ def test_cli_as_a_real_subprocess(tmp_path: Path, retina_png: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "ftrt.cli", "degrade", str(tmp_path / "nothing*.png"), "-o",
                           str(tmp_path / "o2")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
+
+
+def test_cli_backend_choices_match_the_runtime() -> None:
+    from ftrt.cli import BACKEND_CHOICES
+    from ftrt.runtime.backends import BACKENDS
+
+    assert tuple(BACKEND_CHOICES) == BACKENDS
