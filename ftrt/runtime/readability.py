@@ -19,8 +19,12 @@ DEFAULT_LABELS = ("valid", "macula", "disc", "retina")
 DEFAULT_THRESHOLD = 0.5
 
 
-def square_fov_crop(img: np.ndarray) -> np.ndarray:
-    """The FOV's bounding box, zero outside the FOV, padded with black to a centred square."""
+def square_fov_crop(img: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The FOV's bounding box, zero outside the FOV, padded with black to a centred square.
+
+    Returns the square and the image coordinates (y, x) of its top-left corner,
+    so that points in the photograph can be mapped onto the classifier input.
+    """
     mask = fov_mask(img)
     y0, y1, x0, x1 = mask_bbox(mask)
     if min(y1 - y0, x1 - x0) < 16:
@@ -33,15 +37,19 @@ def square_fov_crop(img: np.ndarray) -> np.ndarray:
     out = np.zeros((side, side, 3), np.float32)
     oy, ox = (side - h) // 2, (side - w) // 2
     out[oy:oy + h, ox:ox + w] = crop
-    return out
+    return out, (y0 - oy, x0 - ox)
+
+
+def square_to_input(sq: np.ndarray, side: int = 224) -> np.ndarray:
+    """A square crop -> 3 x side x side float32."""
+    interp = cv2.INTER_AREA if sq.shape[0] > side else cv2.INTER_LINEAR
+    small = cv2.resize(sq, (side, side), interpolation=interp)
+    return np.ascontiguousarray(np.clip(small, 0, 1).transpose(2, 0, 1), dtype=np.float32)
 
 
 def classifier_input(img: np.ndarray, side: int = 224) -> np.ndarray:
     """HxWx3 float RGB in [0,1] -> 3 x side x side float32, as the classifier was trained."""
-    sq = square_fov_crop(img)
-    interp = cv2.INTER_AREA if sq.shape[0] > side else cv2.INTER_LINEAR
-    small = cv2.resize(sq, (side, side), interpolation=interp)
-    return np.ascontiguousarray(np.clip(small, 0, 1).transpose(2, 0, 1), dtype=np.float32)
+    return square_to_input(square_fov_crop(img)[0], side)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ftrt.io import ImageReadError, read_image
 from ftrt.models.readability import LABELS
-from ftrt.runtime.readability import classifier_input
+from ftrt.runtime.readability import classifier_input, square_fov_crop, square_to_input
 
 NAN = float("nan")
 ALL_GOOD = (1.0, 1.0, 1.0, 1.0)
@@ -121,23 +121,16 @@ def load_labelled(root: str | Path, side: int = 224, log=print) -> list[Labelled
         except ImageReadError as exc:
             log(f"warning: {exc}")
             continue
+        sq, (top, left) = square_fov_crop(img)
         box = None
         if "disc_box" in extra:
-            box = _box_on_input(img, extra["disc_box"], side)
-        out.append(LabelledImage(f"{group}/{path.name}", group, labels, classifier_input(img, side), box))
+            # The annotated disc box, in the same geometry as the classifier input.
+            scale = side / sq.shape[0]
+            bx0, by0, bx1, by1 = extra["disc_box"]
+            box = (int((bx0 - left) * scale), int((by0 - top) * scale), int((bx1 - left) * scale),
+                   int((by1 - top) * scale))
+        out.append(LabelledImage(f"{group}/{path.name}", group, labels, square_to_input(sq, side), box))
     return out
-
-
-def _box_on_input(img: np.ndarray, box: list[float], side: int) -> tuple[int, int, int, int]:
-    """Map a box in image pixels onto the square FOV crop that ``classifier_input`` makes."""
-    from ftrt.fov import fov_mask, mask_bbox
-
-    y0, y1, x0, x1 = mask_bbox(fov_mask(img))
-    h, w = y1 - y0, x1 - x0
-    s = side / max(h, w)
-    oy, ox = (max(h, w) - h) / 2, (max(h, w) - w) / 2
-    bx0, by0, bx1, by1 = box
-    return (int((bx0 - x0 + ox) * s), int((by0 - y0 + oy) * s), int((bx1 - x0 + ox) * s), int((by1 - y0 + oy) * s))
 
 
 def non_fundus_images(side: int = 224, seed: int = 0) -> list[LabelledImage]:
