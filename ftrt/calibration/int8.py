@@ -95,13 +95,6 @@ def default_keep(proto: onnx.ModelProto) -> list[str]:
     return sorted({convs[0], convs[-1]}) if convs else []
 
 
-def _name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    for i, n in enumerate(proto.graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
-    return proto
-
-
 def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: list[str]) -> onnx.ModelProto:
     """Write a Q/DQ INT8 model: per-channel symmetric weights, symmetric activations, Conv only."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -125,7 +118,9 @@ def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: 
 
 def named_copy(model_path: str | Path, dest: Path) -> Path:
     """A copy of the model with every node named (``nodes_to_exclude`` and reports refer to names)."""
-    proto = _name_nodes(onnx.load(str(model_path)))
+    from ftrt.export.fp16 import name_nodes
+
+    proto = name_nodes(onnx.load(str(model_path)))
     onnx.save(proto, str(dest))
     return dest
 

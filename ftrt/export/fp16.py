@@ -29,6 +29,14 @@ def _head_nodes(proto: onnx.ModelProto) -> list[str]:
     return [n.name for n in nodes[last_conv:] if n.op_type in ("Conv", "Tanh", "Add")]
 
 
+def name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every unnamed node a name (in place): block lists and exclude lists refer to nodes by name."""
+    for i, n in enumerate(proto.graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+    return proto
+
+
 def unshare_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Give every consumer of a shared initializer or Constant its own copy (in place).
 
@@ -69,10 +77,7 @@ def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS` and the output head."""
     from onnxconverter_common import float16
 
-    proto = unshare_constants(copy.deepcopy(proto))
-    for i, n in enumerate(proto.graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
+    proto = name_nodes(unshare_constants(copy.deepcopy(proto)))
     # Stale FP32 value_info from shape inference would contradict the converted types.
     proto.graph.ClearField("value_info")
     with warnings.catch_warnings():
