@@ -112,34 +112,38 @@ def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress:
     return run_batch(inputs, out_dir, process, desc=method, progress=progress)
 
 
+def restore_one(img: np.ndarray, pipeline: Any, gate: Any = None,
+                skip_invalid: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Restore one image; with ``gate`` score it before and after (``SkipFile`` if not a fundus photograph
+    and ``skip_invalid``). Returns (the pipeline's RestoreResult, record fields: per-stage ms, pipeline info,
+    readability)."""
+    ms: dict[str, float] = {}
+    before = None
+    if gate is not None:
+        t0 = time.perf_counter()
+        before = gate.score(img)
+        ms["gate_before"] = (time.perf_counter() - t0) * 1e3
+        if skip_invalid and not before.valid:
+            raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
+                           {"readability_before": before.as_dict()})
+    res = pipeline.restore(img)
+    ms.update(res.ms)
+    extra: dict[str, Any] = {"ms": ms, **res.info}
+    if gate is not None and before is not None:
+        t0 = time.perf_counter()
+        after = gate.score(res.image)
+        ms["gate_after"] = (time.perf_counter() - t0) * 1e3
+        extra.update(readability_before=before.as_dict(), readability_after=after.as_dict(),
+                     became_readable=bool(after.readable and not before.readable))
+    return res, extra
+
+
 def restore_files(inputs: list[str], out_dir: str | Path, pipeline: Any, side_by_side: bool = False,
                   progress: bool = True, gate: Any = None, skip_invalid: bool = False) -> list[Record]:
-    """Restore each file through a :class:`ftrt.runtime.FundusPipeline`.
-
-    With ``gate`` (a :class:`ftrt.runtime.readability.ReadabilityScorer`) every
-    image is scored before and after restoration; ``skip_invalid`` leaves
-    images the gate says are not fundus photographs untouched.
-    """
+    """Restore each file through a :class:`ftrt.runtime.FundusPipeline` (see :func:`restore_one`)."""
 
     def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
-        ms: dict[str, float] = {}
-        before = None
-        if gate is not None:
-            t0 = time.perf_counter()
-            before = gate.score(img)
-            ms["gate_before"] = (time.perf_counter() - t0) * 1e3
-            if skip_invalid and not before.valid:
-                raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
-                               {"readability_before": before.as_dict()})
-        res = pipeline.restore(img)
-        ms.update(res.ms)
-        extra: dict[str, Any] = {"ms": ms, **res.info}
-        if gate is not None and before is not None:
-            t0 = time.perf_counter()
-            after = gate.score(res.image)
-            ms["gate_after"] = (time.perf_counter() - t0) * 1e3
-            extra.update(readability_before=before.as_dict(), readability_after=after.as_dict(),
-                         became_readable=bool(after.readable and not before.readable))
+        res, extra = restore_one(img, pipeline, gate, skip_invalid)
         if side_by_side:
             extra["extra_images"] = {"_compare": np.concatenate([img * res.mask[..., None], res.image], axis=1)}
         return res.image, extra

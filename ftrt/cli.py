@@ -388,6 +388,7 @@ def _precision_summary(res: Any, as_json: bool) -> None:
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
           threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
+    from ftrt.batch import restore_one
     from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
     from ftrt.watch import Watcher, status
 
@@ -411,12 +412,9 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
                   "precision": be.info.precision}
 
     def process(img: Any) -> tuple[Any, dict[str, Any]]:
-        res = pipeline.restore(img)
-        info: dict[str, Any] = {**model_info, "ms": {k: round(v, 1) for k, v in res.ms.items()}}
-        if scorer is not None:
-            info["readability_before"] = scorer.score(img).as_dict()
-            info["readability_after"] = scorer.score(res.image).as_dict()
-        return res.image, info
+        res, extra = restore_one(img, pipeline, scorer)
+        extra["ms"] = {k: round(v, 1) for k, v in extra["ms"].items()}
+        return res.image, {**model_info, **extra}
 
     try:
         w = Watcher(in_dir, out_dir, process, poll=poll, log=lambda m: click.echo(m, err=True))
