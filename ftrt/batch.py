@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from ftrt.io import ImageReadError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
+from ftrt.io import ImageReadError, InputError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
 from ftrt.io.files import skipped_in_folders
 
 Record = dict[str, Any]
@@ -86,15 +86,22 @@ def _one_line(path: Path, exc: BaseException) -> str:
 
 
 def degrade_files(inputs: list[str], out_dir: str | Path, kind: str = "mixed", seed: int = 0,
-                  progress: bool = True) -> list[Record]:
+                  progress: bool = True, syn_model: str | None = None) -> list[Record]:
     """Degrade each file; per-file RNG is (seed, stem) so a file's result does not depend on the others."""
     from ftrt.degrade import degrade
 
+    syn = None
+    if kind == "syn":
+        if not syn_model:
+            raise InputError("--kind syn needs --syn-model (a generator from `ftrt train syn`)")
+        from ftrt.degrade.syn import SynDegrader
+
+        syn = SynDegrader(syn_model)
     params: dict[str, Any] = {"seed": seed, "kind": kind, "images": {}}
 
     def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng([seed, *path.stem.encode()])
-        out, p = degrade(img, kind, rng)
+        out, p = degrade(img, kind, rng, syn=syn)
         params["images"][path.name] = p
         return out, {}
 

@@ -13,7 +13,9 @@ from ftrt import __version__
 
 
 # ftrt.runtime.backends.BACKENDS, spelled out so `ftrt --help` does not import the runtime (OpenCV, ORT).
-BACKEND_CHOICES = ["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch"]
+BACKEND_CHOICES = ["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16"]
+# ftrt.degrade.KINDS, for the same reason.
+DEGRADE_KINDS = ["cofe", "cataract", "mixed", "syn"]
 
 
 def _fail(message: str) -> None:
@@ -32,13 +34,17 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Same seed and inputs give byte-identical outputs.")
-@click.option("--kind", type=click.Choice(["cofe", "cataract", "mixed"]), default="mixed", show_default=True)
+@click.option("--kind", type=click.Choice(DEGRADE_KINDS), default="mixed", show_default=True,
+              help="syn: the learnt Catintell-Syn cataract (needs --syn-model and torch).")
+@click.option("--syn-model", type=click.Path(exists=True, dir_okay=False),
+              help="Generator weights from `ftrt train syn` (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per file.")
-def degrade(inputs: tuple[str, ...], out_dir: str, seed: int, kind: str, as_json: bool) -> None:
-    """Make degraded copies of good fundus photographs (Cofe-Net and/or cataract haze)."""
+def degrade(inputs: tuple[str, ...], out_dir: str, seed: int, kind: str, syn_model: str | None,
+            as_json: bool) -> None:
+    """Make degraded copies of good fundus photographs (Cofe-Net, cataract haze, or learnt Syn cataract)."""
     from ftrt.batch import degrade_files
 
-    _run_batch(lambda: degrade_files(list(inputs), out_dir, kind=kind, seed=seed), as_json)
+    _run_batch(lambda: degrade_files(list(inputs), out_dir, kind=kind, seed=seed, syn_model=syn_model), as_json)
 
 
 @main.command()
@@ -385,8 +391,12 @@ def _precision_summary(res: Any, as_json: bool) -> None:
 @click.option("--once", is_flag=True, help="Process what is there (waiting for files still being written), exit.")
 @click.option("--status", "status_dir", type=click.Path(file_okay=False), help="Print a journal's counts and "
               "last errors, and exit.")
+@click.option("--dicom-out", type=click.Choice(["dicom", "png"]), default="dicom", show_default=True,
+              help="DICOM inputs: write a derived DICOM instance, or a PNG.")
+@click.option("--side-by-side", is_flag=True, help="Also write <name>.compare.png (input | restored).")
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
-          threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None) -> None:
+          threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None, dicom_out: str,
+          side_by_side: bool) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
     from ftrt.batch import restore_one
     from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, open_backend
@@ -411,13 +421,14 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
     model_info = {"model": be.info.metadata.get("card_id") or model_ref, "backend": be.info.name,
                   "precision": be.info.precision}
 
-    def process(img: Any) -> tuple[Any, dict[str, Any]]:
+    def process(img: Any) -> tuple[Any, Any, dict[str, Any]]:
         res, extra = restore_one(img, pipeline, scorer)
         extra["ms"] = {k: round(v, 1) for k, v in extra["ms"].items()}
-        return res.image, {**model_info, **extra}
+        return res.image, res.mask, {**model_info, **extra}
 
     try:
-        w = Watcher(in_dir, out_dir, process, poll=poll, log=lambda m: click.echo(m, err=True))
+        w = Watcher(in_dir, out_dir, process, poll=poll, log=lambda m: click.echo(m, err=True),
+                    model_id=str(model_info["model"]), dicom_out=dicom_out, side_by_side=side_by_side)
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -531,30 +542,70 @@ def train() -> None:
 @click.option("--batch-size", type=int)
 @click.option("--crop", type=int)
 @click.option("--lr", type=float)
-@click.option("--kind", type=click.Choice(["cofe", "cataract", "mixed"]))
+@click.option("--kind", type=click.Choice(DEGRADE_KINDS), help="Degradation of the pairs (syn: --syn-model).")
+@click.option("--syn-model", type=click.Path(exists=True, dir_okay=False), help="Catintell-Syn generator weights.")
+@click.option("--syn-fraction", type=float, help="Share of Syn pairs mixed into --kind's classical pairs.")
+@click.option("--real-lq", multiple=True,
+              help="Real low-quality photographs (repeatable): adds the mean-teacher consistency loss.")
+@click.option("--init", help="Start from these weights (shipped name or .safetensors).")
 @click.option("--seed", type=int)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.")
 @click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
 @click.option("--no-progress", is_flag=True)
-def train_restorer(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
-                   no_progress: bool, **opts: Any) -> None:
+def train_restorer(config_path: str | None, data: tuple[str, ...], real_lq: tuple[str, ...], resume: bool,
+                   sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
     """Train a restoration generator on pairs synthesised on the fly from good images."""
-    from ftrt.training.config import RestorerConfig, load_config
+    from ftrt.training.config import RestorerConfig
     from ftrt.training.restorer import RestorerTrainer
 
-    overrides = {k: v for k, v in opts.items() if v is not None}
-    if data:
-        overrides["data"] = list(data)
-    try:
-        cfg = load_config(RestorerConfig, config_path, overrides, list(sets))
-    except ValueError as exc:
-        _fail(str(exc))
-        return
+    lists = {"data": list(data), "real_lq": list(real_lq)}
+    cfg = _train_config(RestorerConfig, config_path, opts, lists, sets)
     if not cfg.data:
         _fail("no training data: give --data DIR (good fundus photographs)")
+    _train(lambda: RestorerTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("syn")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
+@click.option("--good", multiple=True, help="Folder, file or glob of GOOD photographs (repeatable).")
+@click.option("--cataract", multiple=True, help="Folder, file or glob of REAL cataract photographs (repeatable).")
+@click.option("--out", help="Run folder.")
+@click.option("--steps", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--crop", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.")
+@click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
+@click.option("--no-progress", is_flag=True)
+def train_syn(config_path: str | None, good: tuple[str, ...], cataract: tuple[str, ...], resume: bool,
+              sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
+    """Train the Catintell-Syn generator (good -> cataract-like) against unpaired real cataract photographs."""
+    from ftrt.training.config import SynConfig
+    from ftrt.training.syn import SynTrainer
+
+    cfg = _train_config(SynConfig, config_path, opts, {"good": list(good), "cataract": list(cataract)}, sets)
+    if not cfg.good or not cfg.cataract:
+        _fail("Syn training needs --good DIR and --cataract DIR")
+    _train(lambda: SynTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+def _train_config(cls: type, config_path: str | None, opts: dict[str, Any], lists: dict[str, list[str]],
+                  sets: tuple[str, ...]) -> Any:
+    from ftrt.training.config import load_config
+
+    overrides = {k: v for k, v in opts.items() if v is not None}
+    overrides.update({k: v for k, v in lists.items() if v})
     try:
-        trainer = RestorerTrainer(cfg, log=lambda m: click.echo(m, err=True))
+        return load_config(cls, config_path, overrides, list(sets))
     except ValueError as exc:
+        _fail(str(exc))
+
+
+def _train(make: Callable[[], Any], cfg: Any, resume: bool, no_progress: bool) -> None:
+    try:
+        trainer = make()
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
     if resume:
@@ -562,8 +613,7 @@ def train_restorer(config_path: str | None, data: tuple[str, ...], resume: bool,
         if not (last / "state.json").exists():
             _fail(f"--resume: no checkpoint in {last}")
         trainer.resume(last)
-    result = trainer.run(progress=not no_progress)
-    click.echo(json.dumps(result, indent=2))
+    click.echo(json.dumps(trainer.run(progress=not no_progress), indent=2))
 
 
 @train.command("readability")

@@ -3,6 +3,10 @@
 Timing: ``warmup`` untimed runs, then ``iters`` timed runs of ``backend.run``
 (which returns host memory, so GPU work is finished when the clock stops);
 per-iteration samples are summarised as min/mean/median/p90/p95/p99/max/std.
+GPU backends also report each run's device-side split (host-to-device copy,
+compute, device-to-host copy): CUDA events for TensorRT and torch-cuda,
+synchronous IO-binding steps for ONNX Runtime's GPU providers. A backend name
+ending in ``+graph`` (``trt+graph``, ``torch-cuda+graph``) replays CUDA graphs.
 Ratios to a baseline cell (default: torch eager on the same model and shape)
 are what stay comparable on a noisy machine. A backend that is not installed
 becomes a row saying so, never a crash.
@@ -80,6 +84,9 @@ class Cell:
     megapixels_per_s: float | None = None
     ratio_to_baseline: float | None = None
     peak_rss_mb: float | None = None
+    gpu_memory_mb: float | None = None
+    device_ms: dict[str, dict[str, float]] | None = None  # h2d / compute / d2h summaries (GPU backends)
+    timing: str = "host clock"
     error: str | None = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -109,16 +116,30 @@ def profile_cell(backend_name: str, model: str, shape: tuple[int, int], batch: i
 
     h, w = shape
     cell = Cell(model=Path(model).name, backend=backend_name, precision="?", shape=f"{h}x{w}", batch=batch)
+    name, graph = (backend_name[:-len("+graph")], True) if backend_name.endswith("+graph") else (backend_name, False)
     try:
-        be = open_backend(backend_name, model, threads=threads)
+        be = open_backend(name, model, threads=threads, cuda_graph=graph)
     except (BackendUnavailable, EngineMismatch, FileNotFoundError, ValueError) as exc:
         cell.error = f"unavailable: {str(exc).splitlines()[0]}"
         return cell
+    stages: dict[str, list[float]] = {}
+
+    def call() -> None:
+        be.run(x)
+        for k, v in be.last_timing.items():
+            stages.setdefault(k, []).append(v)
+
     try:
         cell.precision = be.info.precision
         x = _input_for(be, h, w, batch)
         cell.shape = f"{x.shape[2]}x{x.shape[3]}"
-        cell.samples_ms = time_calls(lambda: be.run(x), warmup, iters)
+        cell.samples_ms = time_calls(call, warmup, iters)
+        # Warm-up runs recorded stages too: keep the timed ones only.
+        stages = {k: v[-iters:] for k, v in stages.items()}
+        if stages:
+            cell.device_ms = {k: summarize(v) for k, v in stages.items()}
+            cell.timing = "cuda events" if name in ("trt", "torch-cuda", "torch-cuda-fp16") else "synchronous calls"
+        cell.gpu_memory_mb = _gpu_memory(be)
     except (ValueError, RuntimeError, MemoryError) as exc:
         cell.error = f"failed: {str(exc).splitlines()[0]}"
         return cell
@@ -129,6 +150,43 @@ def profile_cell(backend_name: str, model: str, shape: tuple[int, int], batch: i
     cell.megapixels_per_s = round(cell.throughput_ips * x.shape[2] * x.shape[3] / 1e6, 3)
     cell.peak_rss_mb = peak_rss_mb()
     return cell
+
+
+def process_gpu_memory_mb(pid: int | None = None) -> float | None:
+    """This process's GPU memory as the driver reports it (nvidia-smi); None without a GPU or when the
+    process is not listed (containers with their own PID namespace)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    pid = os.getpid() if pid is None else pid
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_compute_apps(out, pid)
+
+
+def parse_compute_apps(text: str, pid: int) -> float | None:
+    total, found = 0.0, False
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid):
+            try:
+                total += float(parts[1])
+                found = True
+            except ValueError:
+                continue
+    return total if found else None
+
+
+def _gpu_memory(be: Any) -> float | None:
+    if not str(be.info.device).startswith("cuda"):
+        return None
+    own = be.gpu_memory_mb()
+    return round(own if own is not None else (process_gpu_memory_mb() or 0.0), 1) or None
 
 
 def run_profile(models: list[str], backends: list[str], shapes: list[tuple[int, int]], batch: int = 1,
@@ -173,6 +231,17 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['shape']} | {ms['median']:.1f} | "
                      f"{ms['p90']:.1f} | {ms['p99']:.1f} | {ms['std']:.1f} | {r['throughput_ips']:.2f} | "
                      f"{r['megapixels_per_s']:.2f} | {ratio} |")
+    gpu_rows = [r for r in report["results"] if r.get("device_ms")]
+    if gpu_rows:
+        lines += ["", "Device-side split (median ms) and GPU memory:", "",
+                  "| model | backend | precision | input | timing | h2d | compute | d2h | GPU MiB |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|"]
+        for r in gpu_rows:
+            d = r["device_ms"]
+            mem = f"{r['gpu_memory_mb']:.0f}" if r.get("gpu_memory_mb") else "-"
+            lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['shape']} | {r['timing']} | "
+                         + " | ".join(f"{d[k]['median']:.2f}" if k in d else "-" for k in ("h2d", "compute", "d2h"))
+                         + f" | {mem} |")
     for e in report.get("end_to_end", []):
         if "error" in e:
             lines.append(f"\nEnd to end, {e['model']} on {e['backend']}: {e['error']}")
@@ -235,16 +304,51 @@ def end_to_end(model: str, backend_name: str, images: list[str], threads: int | 
     stages: dict[str, list[float]] = {}
     with open_backend(backend_name, model, threads=threads) as be, tempfile.TemporaryDirectory() as tmp:
         pipe = FundusPipeline(be, PipelineConfig(max_side=max_side))
+        device = _DeviceStages(be)
         for path in collect_inputs(images):
             t0 = time.perf_counter()
             img, depth = read_image(path)
             t1 = time.perf_counter()
+            device.reset()
             res = pipe.restore(img)
             t2 = time.perf_counter()
             write_image(Path(tmp) / f"{path.stem}.png", res.image, depth)
             t3 = time.perf_counter()
-            for k, v in {"decode": (t1 - t0) * 1e3, **res.ms, "encode": (t3 - t2) * 1e3}.items():
+            for k, v in {"decode": (t1 - t0) * 1e3, **split_infer(res.ms, device.totals),
+                         "encode": (t3 - t2) * 1e3}.items():
                 stages.setdefault(k, []).append(v)
-    # On CPU backends host<->device copies are part of "infer"; the TensorRT backend copies inside run().
     return {"model": Path(model).name, "backend": backend_name, "images": len(stages.get("decode", [])),
             "stages_ms": {k: summarize(v) for k, v in stages.items()}}
+
+
+class _DeviceStages:
+    """Sums a GPU backend's per-run h2d / compute / d2h over one image (tiled images run several times)."""
+
+    def __init__(self, be: Any) -> None:
+        self.totals: dict[str, float] = {}
+        run = be.run
+
+        def counted(batch: np.ndarray) -> np.ndarray:
+            out = run(batch)
+            for k, v in be.last_timing.items():
+                self.totals[k] = self.totals.get(k, 0.0) + v
+            return out
+
+        be.run = counted
+
+    def reset(self) -> None:
+        self.totals = {}
+
+
+def split_infer(ms: dict[str, float], device: dict[str, float]) -> dict[str, float]:
+    """The pipeline's stages with ``infer`` split into host-to-device, compute and device-to-host where the
+    backend measured them; what is left of ``infer`` is host work around the runs (``infer_host``). On
+    CPU backends there are no copies: ``infer`` is all compute."""
+    out = {k: v for k, v in ms.items() if k != "infer"}
+    infer = ms.get("infer", 0.0)
+    if not device:
+        out["compute"] = infer
+        return out
+    out.update({k: device.get(k, 0.0) for k in ("h2d", "compute", "d2h")})
+    out["infer_host"] = max(0.0, infer - sum(device.values()))
+    return out

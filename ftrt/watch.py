@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ftrt import __version__
 from ftrt.io import IMAGE_SUFFIXES, ImageReadError, read_image, write_image, write_json_atomic
+from ftrt.io.dicom import is_dicom, read_dicom, write_derived
 
 JOURNAL = ".ftrt-watch.sqlite"
 
@@ -61,25 +65,34 @@ class WatchStats:
 
 
 def _candidates(in_dir: Path) -> list[Path]:
-    # Hidden and temporary names are how cameras and copy tools stage partial files.
+    # Hidden and temporary names are how cameras and copy tools stage partial files. DICOM exports
+    # often carry no suffix at all: those are recognised by their 'DICM' preamble.
     return sorted(p for p in in_dir.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES)
+                  and (p.suffix.lower() in IMAGE_SUFFIXES or (not p.suffix and is_dicom(p))))
 
 
-def output_name(path: Path) -> str:
-    """One output per input *name* (a.jpg and a.png do not collide)."""
-    return f"{path.stem}.{path.suffix.lstrip('.').lower()}.restored.png"
+def output_name(path: Path, suffix: str = ".png", tag: str = "restored") -> str:
+    """One output per input *name* (a.jpg and a.png do not collide): ``<name>.<tag><suffix>``."""
+    return f"{path.stem}{path.suffix.lower()}.{tag}{suffix}"
 
 
 class Watcher:
-    def __init__(self, in_dir: str | Path, out_dir: str | Path, process: Callable[[Any], tuple[Any, dict]],
-                 poll: float = 2.0, log: Callable[[str], None] = print) -> None:
+    """``process(image) -> (restored image, FOV mask, sidecar fields)``; ``model_id`` names the model in
+    derived DICOM instances; ``dicom_out`` "dicom" writes DICOM inputs back as DICOM, "png" as PNG."""
+
+    def __init__(self, in_dir: str | Path, out_dir: str | Path,
+                 process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+                 poll: float = 2.0, log: Callable[[str], None] = print, model_id: str = "",
+                 dicom_out: str = "dicom", side_by_side: bool = False) -> None:
         self.in_dir, self.out_dir = Path(in_dir), Path(out_dir)
         if self.in_dir.resolve() == self.out_dir.resolve():
             raise ValueError("the output folder must not be the watched folder")
         if not self.in_dir.is_dir():
             raise ValueError(f"{self.in_dir}: not a folder")
+        if dicom_out not in ("dicom", "png"):
+            raise ValueError(f"dicom_out must be 'dicom' or 'png', not {dicom_out!r}")
         self.process, self.poll, self.log = process, poll, log
+        self.model_id, self.dicom_out, self.side_by_side = model_id, dicom_out, side_by_side
         self.journal = Journal(self.out_dir)
         self.stop = False
         self.seen: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the previous scan
@@ -112,14 +125,26 @@ class Watcher:
 
     def _handle(self, path: Path, key: tuple[int, int]) -> None:
         self.journal.mark(path.name, *key, status="processing")
-        out = self.out_dir / output_name(path)
         try:
-            img, depth = read_image(path)
+            source = read_dicom(path) if is_dicom(path) else None
+            img, depth = (source.image, source.depth) if source is not None else read_image(path)
             t0 = time.perf_counter()
-            result, info = self.process(img)
-            write_image(out, result, depth)
-            write_json_atomic(out.with_suffix(".json"), {"input": path.name, "output": out.name,
-                                                         "seconds": round(time.perf_counter() - t0, 3), **info})
+            result, mask, info = self.process(img)
+            if source is not None and self.dicom_out == "dicom":
+                out = self.out_dir / output_name(path, ".dcm")
+                write_derived(out, result, source, self.model_id,
+                              f"ftrt {__version__} restoration, model {self.model_id}")
+            else:
+                out = self.out_dir / output_name(path)
+                write_image(out, result, depth)
+            extra: dict[str, Any] = {}
+            if self.side_by_side:
+                compare = self.out_dir / output_name(path, ".png", tag="compare")
+                write_image(compare, np.concatenate([img * mask[..., None], result], axis=1), depth)
+                extra["side_by_side"] = compare.name
+            write_json_atomic(self.out_dir / output_name(path, ".json"),
+                              {"input": path.name, "output": out.name, "dicom": source is not None,
+                               "seconds": round(time.perf_counter() - t0, 3), **extra, **info})
             self.journal.mark(path.name, *key, status="done", output=out.name)
             self.stats.done += 1
             self.log(f"restored {path.name} -> {out.name}")

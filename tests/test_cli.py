@@ -107,3 +107,10 @@ def test_cli_backend_choices_match_the_runtime() -> None:
     from ftrt.runtime.backends import BACKENDS
 
     assert tuple(BACKEND_CHOICES) == BACKENDS
+
+
+def test_cli_degrade_kinds_match_the_api() -> None:
+    from ftrt.cli import DEGRADE_KINDS
+    from ftrt.degrade import KINDS
+
+    assert tuple(DEGRADE_KINDS) == KINDS

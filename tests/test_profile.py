@@ -63,4 +63,57 @@ def test_end_to_end_stages(random_onnx: Path, retina_png: Path) -> None:
     from ftrt.profile import end_to_end
 
     e = end_to_end(str(random_onnx), "ort", [str(retina_png)], threads=1)
-    assert e["images"] == 1 and {"decode", "preprocess", "infer", "postprocess", "encode"} <= set(e["stages_ms"])
+    # CPU: no copies, the whole inference is compute.
+    assert e["images"] == 1 and set(e["stages_ms"]) == {"decode", "preprocess", "compute", "postprocess", "encode"}
+
+
+def test_infer_split_by_device_stages() -> None:
+    from ftrt.profile import split_infer
+
+    ms = {"preprocess": 2.0, "infer": 10.0, "postprocess": 3.0}
+    out = split_infer(ms, {"h2d": 1.0, "compute": 6.0, "d2h": 1.5})
+    assert out == {"preprocess": 2.0, "postprocess": 3.0, "h2d": 1.0, "compute": 6.0, "d2h": 1.5, "infer_host": 1.5}
+
+
+def test_device_split_and_gpu_memory_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU backend's per-run stage times become per-stage summaries of the timed runs only, and its
+    memory figure is carried; the table gets the device-side section."""
+    import ftrt.runtime as rt
+    from ftrt.profile import profile_cell, run_profile, to_markdown
+    from ftrt.runtime.backends.base import Backend, BackendInfo, TensorSpec
+
+    class FakeGpu(Backend):
+        def __init__(self) -> None:
+            self.info = BackendInfo(name="trt", device="cuda:0", precision="fp16")
+            self.n = 0
+
+        def open(self) -> "FakeGpu":
+            return self
+
+        @property
+        def input_spec(self) -> TensorSpec:
+            return TensorSpec("image", ("batch", 3, "height", "width"), "tensor(float)")
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            self.n += 1
+            # Warm-up runs are slow (first launch); timed ones take 1 + 4 + 2 ms.
+            self.last_timing = {"h2d": 1.0 if self.n > 2 else 50.0, "compute": 4.0, "d2h": 2.0}
+            return batch
+
+        def gpu_memory_mb(self) -> float | None:
+            return 321.0
+
+    monkeypatch.setattr(rt, "open_backend", lambda *a, **k: FakeGpu())
+    cell = profile_cell("trt", "m.engine", (32, 32), 1, warmup=2, iters=5)
+    assert cell.timing == "cuda events" and cell.gpu_memory_mb == 321.0
+    assert cell.device_ms is not None and cell.device_ms["h2d"]["max"] == 1.0  # warm-up excluded
+    assert cell.device_ms["compute"]["median"] == 4.0
+    text = to_markdown(run_profile(["m.engine"], ["trt"], [(32, 32)], warmup=1, iters=3, baseline="trt"))
+    assert "Device-side split" in text and "| cuda events | 1.00 | 4.00 | 2.00 | 321 |" in text
+
+
+def test_gpu_memory_from_nvidia_smi_lines() -> None:
+    from ftrt.profile import parse_compute_apps
+
+    text = "1234, 500\n999, 70\n1234, 12\n"
+    assert parse_compute_apps(text, 1234) == 512.0 and parse_compute_apps(text, 5) is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -10,7 +10,10 @@ from ftrt.degrade.cataract import apply_cataract, sample_cataract
 from ftrt.degrade.cofe import apply_cofe, sample_cofe
 from ftrt.fov import fov_mask
 
-KINDS = ("cofe", "cataract", "mixed")
+KINDS = ("cofe", "cataract", "mixed", "syn")
+
+# A learnt degradation (ftrt.degrade.syn.SynDegrader): (img, mask, rng) -> (degraded, params).
+SynFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, dict[str, Any]]]
 
 
 def degrade(
@@ -18,10 +21,16 @@ def degrade(
     kind: str,
     rng: np.random.Generator,
     mask: np.ndarray | None = None,
+    syn: SynFn | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Degrade float RGB [0, 1]; returns (degraded float32 image, every sampled parameter)."""
+    """Degrade float RGB [0, 1]; returns (degraded float32 image, every sampled parameter).
+
+    ``kind="syn"`` needs ``syn``, a trained Catintell-Syn generator (``SynDegrader``).
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown degradation kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "syn" and syn is None:
+        raise ValueError("kind 'syn' needs a trained Catintell-Syn generator (--syn-model)")
     img = np.ascontiguousarray(img, dtype=np.float32)
     if mask is None:
         mask = fov_mask(img)
@@ -38,6 +47,9 @@ def degrade(
         if step == "cofe":
             p = sample_cofe(rng, shape)
             out = apply_cofe(out, mask, p)
+        elif step == "syn":
+            assert syn is not None
+            out, p = syn(out, mask, rng)
         else:
             p = sample_cataract(rng, shape)
             out = apply_cataract(out, mask, p)

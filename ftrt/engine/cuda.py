@@ -45,6 +45,7 @@ class CudaPython:
         self.stream = _check(self.rt.cudaStreamCreate())
         self._host: list[int] = []
         self._dev: list[int] = []
+        self._events: list[Any] = []
 
     @property
     def stream_handle(self) -> int:
@@ -85,7 +86,28 @@ class CudaPython:
     def replay(self, graph_exec: Any) -> None:
         _check(self.rt.cudaGraphLaunch(graph_exec, self.stream))
 
+    def event(self) -> Any:
+        ev = _check(self.rt.cudaEventCreate())
+        self._events.append(ev)
+        return ev
+
+    def record(self, event: Any) -> None:
+        _check(self.rt.cudaEventRecord(event, self.stream))
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        """GPU time between two recorded events (waits for ``end``)."""
+        _check(self.rt.cudaEventSynchronize(end))
+        return float(_check(self.rt.cudaEventElapsedTime(start, end)))
+
+    def memory_used_mb(self) -> float:
+        """Device memory in use on this GPU (all processes: the driver's view, cudaMemGetInfo)."""
+        free, total = _check(self.rt.cudaMemGetInfo())
+        return (int(total) - int(free)) / 2**20
+
     def close(self) -> None:
+        for ev in self._events:
+            self.rt.cudaEventDestroy(ev)
+        self._events = []
         for ptr in self._dev:
             self.rt.cudaFree(ptr)
         for ptr in self._host:
@@ -134,6 +156,20 @@ class PyCuda:
 
     def replay(self, graph_exec: Any) -> None:
         raise CudaError("CUDA-graph replay needs cuda-python")
+
+    def event(self) -> Any:
+        return self.drv.Event()
+
+    def record(self, event: Any) -> None:
+        event.record(self.stream)
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        end.synchronize()
+        return float(start.time_till(end))
+
+    def memory_used_mb(self) -> float:
+        free, total = self.drv.mem_get_info()
+        return (int(total) - int(free)) / 2**20
 
     def close(self) -> None:
         self._keep = []

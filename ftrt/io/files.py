@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 
 
 class InputError(ValueError):

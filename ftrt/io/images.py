@@ -26,8 +26,14 @@ class ImageReadError(ValueError):
 
 
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Read an image as float32 RGB in [0, 1]; returns (image, bit depth 8 or 16)."""
+    """Read an image (PNG, JPEG, TIFF, BMP or a DICOM photograph) as float32 RGB in [0, 1];
+    returns (image, bit depth 8 or 16)."""
+    from ftrt.io.dicom import is_dicom, read_dicom
+
     path = Path(path)
+    if is_dicom(path):
+        d = read_dicom(path)
+        return d.image, d.depth
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:

@@ -41,6 +41,48 @@ class RestorerConfig:
     # Fundus perceptual loss: features of this readability model (a shipped name or .safetensors).
     perceptual_model: str = "readability"
     perceptual_depth: int = 3
+    val_kind: str = "mixed"
+    # Start from these weights (fine-tuning) instead of the preset's initialisation.
+    init: str = ""
+    # Learnt Catintell-Syn pairs: kind "syn" trains on them only; syn_fraction mixes them with `kind`.
+    syn_model: str = ""
+    syn_fraction: float = 0.0
+    # Mean teacher (T-MAGE-Net style): real unlabelled low-quality images, consistency against the EMA.
+    real_lq: list[str] = field(default_factory=list)
+    w_consistency: float = 1.0
+    consistency_rampup: int = 200
+
+
+@dataclass
+class SynConfig:
+    """Catintell-Syn: good -> cataract-like, adversarial against real cataract photographs (paper eq. 5)."""
+
+    model: str = "syn"
+    good: list[str] = field(default_factory=list)
+    cataract: list[str] = field(default_factory=list)
+    out: str = "runs/syn"
+    steps: int = 600
+    batch_size: int = 4
+    crop: int = 128
+    side: int = 256  # both sets are FOV-cropped to a square of this side, so crops at one place line up
+    lr: float = 1e-4
+    lr_d: float = 1e-4
+    min_lr: float = 1e-6
+    warmup: int = 20
+    ema_decay: float = 0.999
+    w_pixel: float = 0.01
+    w_perceptual: float = 1.0
+    w_identity: float = 0.1
+    w_gan: float = 0.1
+    perceptual_model: str = "readability"
+    perceptual_depth: int = 3
+    val_images: int = 4
+    val_every: int = 100
+    save_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+    threads: int = 2
 
 
 @dataclass

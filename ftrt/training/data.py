@@ -16,8 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ftrt.degrade import degrade
+from ftrt.degrade.api import SynFn
 from ftrt.fov import fov_mask
 from ftrt.io import ImageReadError, collect_inputs, read_image
+from ftrt.runtime.readability import square_fov_crop
 
 
 @dataclass
@@ -30,8 +32,14 @@ class FundusImage:
         return self.image.astype(np.float32) / 255.0
 
 
-def load_pool(sources: list[str], max_side: int, min_side: int = 64) -> tuple[list[FundusImage], list[str]]:
-    """Read every image under ``sources``; returns (images, errors) so a bad file never stops training."""
+def load_pool(sources: list[str], max_side: int, min_side: int = 64,
+              square: bool = False) -> tuple[list[FundusImage], list[str]]:
+    """Read every image under ``sources``; returns (images, errors) so a bad file never stops training.
+
+    ``square``: each image becomes its FOV's bounding square resized to ``max_side``, so that
+    photographs from different cameras share one geometry (a crop at (y, x) sees the same part
+    of the fundus and the same black border on all of them).
+    """
     pool, errors = [], []
     for path in collect_inputs(sources):
         try:
@@ -39,6 +47,10 @@ def load_pool(sources: list[str], max_side: int, min_side: int = 64) -> tuple[li
         except ImageReadError as exc:
             errors.append(str(exc))
             continue
+        if square:
+            img = square_fov_crop(img)[0]
+            img = cv2.resize(img, (max_side, max_side),
+                             interpolation=cv2.INTER_AREA if img.shape[0] > max_side else cv2.INTER_LINEAR)
         h, w = img.shape[:2]
         s = max_side / max(h, w)
         if s < 1.0:
@@ -56,6 +68,18 @@ def split_pool(pool: list[FundusImage], n_val: int, seed: int) -> tuple[list[Fun
     val = [pool[i] for i in order[:n_val]]
     train = [pool[i] for i in order[n_val:]]
     return train, val
+
+
+def heldout_by_name(paths: list[Path], fraction: float, salt: str = "ftrt") -> tuple[list[Path], list[Path]]:
+    """(kept, held out): a file is held out by a hash of its name, so the split never depends on which
+    other files are present or in what order they are listed."""
+    import hashlib
+
+    def is_out(p: Path) -> bool:
+        h = hashlib.sha1(f"{salt}:{p.name}".encode()).digest()
+        return int.from_bytes(h[:4], "big") / 2**32 < fraction
+
+    return [p for p in paths if not is_out(p)], [p for p in paths if is_out(p)]
 
 
 def random_crop_in_fov(rng: np.random.Generator, mask: np.ndarray, crop: int) -> tuple[int, int]:
@@ -88,10 +112,12 @@ def augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
 class PairedDegradationDataset(Dataset):
     """Indexable by a global sample index; returns (degraded, clean) CHW float tensors."""
 
-    def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int) -> None:
+    def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
+                 syn_fraction: float = 0.0) -> None:
         if not pool:
             raise ValueError("no usable training images")
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
+        self.syn, self.syn_fraction = syn, syn_fraction
 
     def __len__(self) -> int:
         return 2**62
@@ -101,12 +127,77 @@ class PairedDegradationDataset(Dataset):
         item = self.pool[int(rng.integers(len(self.pool)))]
         clean = item.float()
         crop = min(self.crop, *clean.shape[:2])
-        lq, _ = degrade(clean, self.kind, rng, mask=item.mask)
+        use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
+        lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=item.mask, syn=self.syn)
         y0, x0 = random_crop_in_fov(rng, item.mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         gt = clean * item.mask[..., None]
         lq_c, gt_c = augment(rng, lq[sl], gt[sl])
         return _chw(lq_c), _chw(gt_c)
+
+
+class UnpairedCropDataset(Dataset):
+    """(good crop, real cataract crop) taken at the same place of two square FOV crops, same flip/rotation.
+
+    The images are unpaired (different eyes); the shared location only lines up the black FOV
+    borders so the critic cannot tell real from fake by where the border is.
+    """
+
+    def __init__(self, good: list[FundusImage], cataract: list[FundusImage], crop: int, seed: int) -> None:
+        if not good or not cataract:
+            raise ValueError("Syn training needs both good and real cataract images")
+        self.good, self.cataract, self.crop, self.seed = good, cataract, crop, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 3, int(index)])
+        g = self.good[int(rng.integers(len(self.good)))]
+        c = self.cataract[int(rng.integers(len(self.cataract)))]
+        crop = min(self.crop, *g.image.shape[:2], *c.image.shape[:2])
+        y0, x0 = random_crop_in_fov(rng, g.mask, crop)
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        good, cat = augment(rng, (g.float() * g.mask[..., None])[sl], (c.float() * c.mask[..., None])[sl])
+        return _chw(good), _chw(cat)
+
+
+class RealCropDataset(Dataset):
+    """Unlabelled crops of real low-quality photographs (the mean teacher's input), by global sample index."""
+
+    def __init__(self, pool: list[FundusImage], crop: int, seed: int) -> None:
+        if not pool:
+            raise ValueError("no usable real images")
+        self.pool, self.crop, self.seed = pool, crop, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, 5, int(index)])
+        item = self.pool[int(rng.integers(len(self.pool)))]
+        crop = min(self.crop, *item.image.shape[:2])
+        y0, x0 = random_crop_in_fov(rng, item.mask, crop)
+        img = item.float() * item.mask[..., None]
+        (c,) = augment(rng, img[y0:y0 + crop, x0:x0 + crop])
+        return _chw(c)
+
+
+class ZipDataset(Dataset):
+    """Sample i of each dataset side by side, flattened into one tuple."""
+
+    def __init__(self, *parts: Dataset) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        out: list[torch.Tensor] = []
+        for p in self.parts:
+            item = p[index]
+            out.extend(item if isinstance(item, tuple) else (item,))
+        return tuple(out)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:

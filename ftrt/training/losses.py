@@ -55,3 +55,20 @@ def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor)
         F.mse_loss(real_logits, torch.ones_like(real_logits))
         + F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
     )
+
+
+def consistency_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean-teacher consistency: MSE to the (detached) teacher's prediction."""
+    return F.mse_loss(student, teacher.detach())
+
+
+def perturb(x: torch.Tensor, gen: torch.Generator, noise: float = 0.02, gain: float = 0.08,
+            brightness: float = 0.1) -> torch.Tensor:
+    """One random view of a batch for the consistency loss: per-image brightness and per-channel gain
+    jitter plus Gaussian noise, black outside the FOV kept black."""
+    n, c = x.shape[:2]
+    b = 1.0 + brightness * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    g = 1.0 + gain * (2 * torch.rand(n, c, 1, 1, generator=gen) - 1)
+    sigma = noise * torch.rand(n, 1, 1, 1, generator=gen)
+    inside = (x.amax(dim=1, keepdim=True) > 0).to(x.dtype)
+    return ((x * b * g + sigma * torch.randn(x.shape, generator=gen)) * inside).clamp(0, 1)

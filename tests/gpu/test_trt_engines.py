@@ -93,3 +93,11 @@ def test_mismatched_host_is_refused(engines: dict[str, Path]) -> None:
     with pytest.raises(EngineMismatch, match="Rebuild it here: ftrt build-engine"):
         check_compatible(engines["fp32"], data, wrong)
     assert json.dumps(data)
+
+
+def test_engine_reports_device_split(engines: dict[str, Path]) -> None:
+    x = np.random.default_rng(0).uniform(size=(1, 3, 256, 256)).astype(np.float32)
+    with open_backend("trt", str(engines["fp16"])) as be:
+        be.run(x)
+        assert set(be.last_timing) == {"h2d", "compute", "d2h"} and all(v > 0 for v in be.last_timing.values())
+        assert (be.gpu_memory_mb() or 0) > 0

@@ -1,4 +1,5 @@
-"""Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, trt, torch.
+"""Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, trt, torch,
+torch-cuda and torch-cuda-fp16 (the PyTorch GPU baselines).
 
 ``auto`` picks TensorRT for an ``.engine``/``.plan`` file and ONNX Runtime (CPU) otherwise.
 """
@@ -11,7 +12,7 @@ from typing import Any
 from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, ShapeProfile, TensorSpec
 from ftrt.runtime.models import resolve_model
 
-BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch")
+BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16")
 
 
 def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
@@ -23,10 +24,12 @@ def make_backend(name: str, model: str, threads: int | None = None, **opts: Any)
 
         return TensorRTBackend(resolve_model(model, "engine"), device_id=opts.get("device_id", 0),
                                cuda_graph=bool(opts.get("cuda_graph", False)))
-    if name == "torch":
+    if name.startswith("torch"):
         from ftrt.runtime.backends.torch_backend import TorchBackend
 
-        return TorchBackend(resolve_model(model, "safetensors"), threads=threads)
+        device = "cpu" if name == "torch" else f"cuda:{opts.get('device_id', 0)}"
+        return TorchBackend(resolve_model(model, "safetensors"), device=device, threads=threads,
+                            half=name.endswith("fp16"), cuda_graph=bool(opts.get("cuda_graph", False)))
     from ftrt.runtime.backends.ort import OrtBackend
 
     provider = {"auto": "cpu", "ort": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}[name]

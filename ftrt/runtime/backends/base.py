@@ -48,9 +48,15 @@ class BackendInfo:
 
 
 class Backend(ABC):
-    """open() -> run(batch) ... -> close(); usable as a context manager."""
+    """open() -> run(batch) ... -> close(); usable as a context manager.
+
+    GPU backends also fill ``last_timing`` after each ``run``: milliseconds of host-to-device copy
+    (``h2d``), ``compute`` and device-to-host copy (``d2h``), measured on the device (CUDA events)
+    or with synchronous calls; CPU backends leave it empty.
+    """
 
     info: BackendInfo
+    last_timing: dict[str, float] = {}
 
     @abstractmethod
     def open(self) -> "Backend": ...
@@ -64,6 +70,10 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         pass
+
+    def gpu_memory_mb(self) -> float | None:
+        """GPU memory in use, where the backend can tell (None on CPU)."""
+        return None
 
     def supports_shape(self, shape: tuple[int, ...]) -> bool:
         """Whether ``run`` accepts this NCHW shape as-is (engines have bounded profiles)."""

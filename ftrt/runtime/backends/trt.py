@@ -30,6 +30,8 @@ class _Buffers:
         self.dev_in = cuda.device_alloc(self.host_in.nbytes)
         self.dev_out = cuda.device_alloc(self.host_out.nbytes)
         self.graph: Any = None
+        # Events around copy-in, compute and copy-out: device-side stage times without extra syncs.
+        self.events = [cuda.event() for _ in range(4)]
 
 
 class TensorRTBackend(Backend):
@@ -114,17 +116,28 @@ class TensorRTBackend(Backend):
         else:
             self.context.set_input_shape(self.input_name, key)
         np.copyto(buf.host_in, batch, casting="same_kind")
+        if self.cuda_graph and self.cuda.supports_graphs and buf.graph is None:
+            self.cuda.htod(buf.dev_in, buf.host_in)
+            self._enqueue(buf)  # TensorRT wants one plain launch per shape before capture
+            buf.graph = self.cuda.capture(lambda: self._enqueue(buf))
+        ev = buf.events
+        self.cuda.record(ev[0])
         self.cuda.htod(buf.dev_in, buf.host_in)
-        if self.cuda_graph and self.cuda.supports_graphs:
-            if buf.graph is None:
-                self._enqueue(buf)  # TensorRT wants one plain launch per shape before capture
-                buf.graph = self.cuda.capture(lambda: self._enqueue(buf))
+        self.cuda.record(ev[1])
+        if buf.graph is not None:
             self.cuda.replay(buf.graph)
         else:
             self._enqueue(buf)
+        self.cuda.record(ev[2])
         self.cuda.dtoh(buf.host_out, buf.dev_out)
+        self.cuda.record(ev[3])
         self.cuda.synchronize()
+        self.last_timing = {"h2d": self.cuda.elapsed_ms(ev[0], ev[1]), "compute": self.cuda.elapsed_ms(ev[1], ev[2]),
+                            "d2h": self.cuda.elapsed_ms(ev[2], ev[3])}
         return buf.host_out.copy()
+
+    def gpu_memory_mb(self) -> float | None:
+        return self.cuda.memory_used_mb() if self.cuda is not None else None
 
     def close(self) -> None:
         self._buffers.clear()

@@ -1,0 +1,107 @@
+"""The loop every ftrt generator trainer shares: schedule, progress, JSON log, validation, resumable checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from ftrt.models import count_parameters
+from ftrt.training.checkpoint import load_training_state, save_training_state
+from ftrt.training.ema import make_ema
+from ftrt.training.schedule import lr_at
+
+
+class TrainingRun:
+    """Subclasses build ``model``, ``opt``, ``extra`` (e.g. a discriminator) and define ``loader``,
+    ``train_step``, ``validate`` and ``finish``; ``run()`` does the rest.
+
+    ``cfg`` needs: model, out, steps, lr, min_lr, warmup, log_every, val_every, save_every.
+    """
+
+    def __init__(self, cfg: Any, model: torch.nn.Module, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.out = Path(cfg.out)
+        self.model = model
+        self.ema = make_ema(model)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
+                                    weight_decay=getattr(cfg, "weight_decay", 0.0))
+        self.extra: dict[str, torch.nn.Module] = {}
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+
+    # -- what subclasses provide
+    def loader(self, until: int) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def train_step(self, *batch: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        return {}
+
+    def finish(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return ""
+
+    # -- shared
+    def set_lr(self) -> None:
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
+
+    def resume(self, directory: str | Path) -> None:
+        state = load_training_state(directory, self.model, self.ema, self.opt, self.extra or None)
+        self.step = int(state["step"])
+        self.history = state.get("history", [])
+        self.elapsed = float(state.get("elapsed_s", 0.0))
+
+    def save(self) -> Path:
+        state = {"step": self.step, "config": dataclasses.asdict(self.cfg), "history": self.history,
+                 "elapsed_s": self.elapsed}
+        return save_training_state(self.out / "last", self.model, self.ema, self.opt, state, self.extra or None)
+
+    def run(self, progress: bool = True, until: int | None = None) -> dict[str, Any]:
+        """Train to ``cfg.steps`` (or stop early at ``until``, leaving a resumable checkpoint)."""
+        cfg = self.cfg
+        until = min(until or cfg.steps, cfg.steps)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        self.log(f"{cfg.model}: {count_parameters(self.model):,} parameters; {self.describe()}; "
+                 f"steps {self.step}->{cfg.steps}")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=f"train {cfg.model}")
+        t_last = time.perf_counter()
+        self.model.train()
+        with (self.out / "log.jsonl").open("a") as log_file:
+            for batch in self.loader(until):
+                rec = self.train_step(*batch)
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    log_file.write(json.dumps({"step": self.step, "elapsed_s": round(self.elapsed, 1), **rec}) + "\n")
+                    log_file.flush()
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    metrics = self.validate()
+                    if metrics:
+                        self.history.append({"step": self.step, **metrics})
+                        bar.write(f"step {self.step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items()))
+                    t_last = time.perf_counter()
+                if self.step % cfg.save_every == 0 or self.step in (cfg.steps, until):
+                    self.save()
+                    t_last = time.perf_counter()
+        bar.close()
+        if self.step < cfg.steps:
+            return {"step": self.step, "checkpoint": str(self.out / "last")}
+        return self.finish()
