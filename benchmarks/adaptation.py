@@ -1,15 +1,16 @@
 """Which helps on real cataract photographs: Catintell-Syn pairs, a mean teacher, both, or neither?
 
     python benchmarks/adaptation.py [--data ../shared/data] [--runs runs/adaptation]
-                                    [--syn runs/syn/final.safetensors] [--steps 150]
+                                    [--syn syn] [--steps 100]
 
 1. Realism: each synthetic degradation (Cofe-Net, cataract haze, Syn) applied to the DRIVE test
    photographs (3 seeds each), against held-out real cataract photographs (CSDI severity >= 3 and
    ODIR cataract, never seen by Syn or the mean teacher): Fréchet distances on fundus features,
    FOV colour statistics and spatial-frequency profiles (``ftrt.realism``).
-2. Four res-s runs with one budget, each fine-tuned from the shipped res-s for ``--steps`` steps with
+2. res-s runs with one budget, each fine-tuned from the shipped res-s for ``--steps`` steps with
    the shipped run's data and losses: classical pairs, Syn pairs, classical + mean teacher,
-   Syn + mean teacher. A run already finished in ``--runs`` is reused.
+   Syn + mean teacher, and half Syn + half classical pairs. A run already finished in ``--runs`` is
+   reused.
 3. Comparison: degraded DRIVE test (mixed and Syn degradations; PSNR/SSIM in DRIVE's masks, and the
    excess false-vessel rate against DRIVE's vessel maps), and the held-out real cataract photographs
    without reference (readability before/after, vessel contrast before/after).
@@ -53,6 +54,8 @@ WAYS = {
     "syn": {"kind": "syn"},
     "classical + mean teacher": {"kind": "mixed", "mean_teacher": True},
     "syn + mean teacher": {"kind": "syn", "mean_teacher": True},
+    # Not one of the four: half Syn, half classical pairs, to see whether the two complement each other.
+    "classical + syn (half each)": {"kind": "mixed", "syn_fraction": 0.5},
 }
 
 
@@ -99,14 +102,14 @@ def train_runs(args: argparse.Namespace, root: Path, cataract_train: list[Path])
     train = card["training"]
     out: dict[str, Path] = {}
     for way, opts in WAYS.items():
-        run = Path(args.runs) / way.replace(" + ", "-").replace(" ", "-")
+        run = Path(args.runs) / way.replace(" + ", "-").replace(" (half each)", "").replace(" ", "-")
         out[way] = run / "final.safetensors"
         if out[way].exists():
             continue
         cfg = RestorerConfig(
             model="res-s", affine_head=bool(read_metadata(shipped)["kwargs"].get("affine_head")),
             data=[str(p) for p in good_images(root)], out=str(run), kind=str(opts["kind"]),
-            syn_model=args.syn if opts["kind"] == "syn" else "", init=str(shipped),
+            syn_model=args.syn, syn_fraction=float(opts.get("syn_fraction", 0.0)), init=str(shipped),
             real_lq=[str(p) for p in cataract_train] if opts.get("mean_teacher") else [],
             steps=args.steps, batch_size=train["batch_size"], crop=train["crop"], max_side=train["max_side"],
             lr=args.lr, min_lr=1e-5, warmup=10, w_perceptual=train["losses"]["w_perceptual"],
@@ -156,7 +159,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "adaptation"))
-    ap.add_argument("--syn", default=str(ROOT / "runs" / "syn" / "final.safetensors"))
+    ap.add_argument("--syn", default="syn", help="Syn generator: shipped name or .safetensors")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--w-consistency", type=float, default=10.0)
@@ -200,7 +203,7 @@ def main() -> int:
                      f"{r['fd_frequency']:.3f} |")
     lines += [
         "",
-        f"## Four ways to train res-s, same budget ({args.steps} steps each, fine-tuned from the shipped res-s)",
+        f"## Ways to train res-s, same budget ({args.steps} steps each, fine-tuned from the shipped res-s)",
         "",
         "DRIVE columns: the 20 DRIVE test photographs degraded (mixed classical, or Syn), restored through the "
         "fundus pipeline (torch backend, work side 320 px); PSNR/SSIM inside DRIVE's FOV masks; false vessels = share "

@@ -86,17 +86,18 @@ def _one_line(path: Path, exc: BaseException) -> str:
 
 
 def degrade_files(inputs: list[str], out_dir: str | Path, kind: str = "mixed", seed: int = 0,
-                  progress: bool = True, syn_model: str | None = None) -> list[Record]:
+                  progress: bool = True, syn_model: str = "syn") -> list[Record]:
     """Degrade each file; per-file RNG is (seed, stem) so a file's result does not depend on the others."""
     from ftrt.degrade import degrade
 
     syn = None
     if kind == "syn":
-        if not syn_model:
-            raise InputError("--kind syn needs --syn-model (a generator from `ftrt train syn`)")
         from ftrt.degrade.syn import SynDegrader
 
-        syn = SynDegrader(syn_model)
+        try:
+            syn = SynDegrader(syn_model)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(f"--syn-model: {exc}") from None
     params: dict[str, Any] = {"seed": seed, "kind": kind, "images": {}}
 
     def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:

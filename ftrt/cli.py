@@ -35,12 +35,11 @@ def main() -> None:
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Same seed and inputs give byte-identical outputs.")
 @click.option("--kind", type=click.Choice(DEGRADE_KINDS), default="mixed", show_default=True,
-              help="syn: the learnt Catintell-Syn cataract (needs --syn-model and torch).")
-@click.option("--syn-model", type=click.Path(exists=True, dir_okay=False),
-              help="Generator weights from `ftrt train syn` (.safetensors).")
+              help="syn: the learnt Catintell-Syn cataract (needs torch).")
+@click.option("--syn-model", default="syn", show_default=True,
+              help="Catintell-Syn generator for --kind syn: shipped name or .safetensors from `ftrt train syn`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record per file.")
-def degrade(inputs: tuple[str, ...], out_dir: str, seed: int, kind: str, syn_model: str | None,
-            as_json: bool) -> None:
+def degrade(inputs: tuple[str, ...], out_dir: str, seed: int, kind: str, syn_model: str, as_json: bool) -> None:
     """Make degraded copies of good fundus photographs (Cofe-Net, cataract haze, or learnt Syn cataract)."""
     from ftrt.batch import degrade_files
 
@@ -543,7 +542,7 @@ def train() -> None:
 @click.option("--crop", type=int)
 @click.option("--lr", type=float)
 @click.option("--kind", type=click.Choice(DEGRADE_KINDS), help="Degradation of the pairs (syn: --syn-model).")
-@click.option("--syn-model", type=click.Path(exists=True, dir_okay=False), help="Catintell-Syn generator weights.")
+@click.option("--syn-model", help="Catintell-Syn generator for Syn pairs (default: the shipped syn).")
 @click.option("--syn-fraction", type=float, help="Share of Syn pairs mixed into --kind's classical pairs.")
 @click.option("--real-lq", multiple=True,
               help="Real low-quality photographs (repeatable): adds the mean-teacher consistency loss.")

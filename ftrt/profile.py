@@ -344,11 +344,15 @@ def split_infer(ms: dict[str, float], device: dict[str, float]) -> dict[str, flo
     """The pipeline's stages with ``infer`` split into host-to-device, compute and device-to-host where the
     backend measured them; what is left of ``infer`` is host work around the runs (``infer_host``). On
     CPU backends there are no copies: ``infer`` is all compute."""
-    out = {k: v for k, v in ms.items() if k != "infer"}
-    infer = ms.get("infer", 0.0)
-    if not device:
-        out["compute"] = infer
-        return out
+    if device:
+        split = {k: device.get(k, 0.0) for k in ("h2d", "compute", "d2h")}
+        split["infer_host"] = max(0.0, ms.get("infer", 0.0) - sum(device.values()))
+    else:
+        split = {"compute": ms.get("infer", 0.0)}
+    out: dict[str, float] = {}
+    for k, v in ms.items():  # keep the pipeline's order, the split where "infer" stood
+        out.update(split if k == "infer" else {k: v})
+    return out
     out.update({k: device.get(k, 0.0) for k in ("h2d", "compute", "d2h")})
     out["infer_host"] = max(0.0, infer - sum(device.values()))
     return out

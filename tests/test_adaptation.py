@@ -69,13 +69,16 @@ def test_syn_gan_steps_change_the_output_and_ship(folders: tuple[Path, Path], tm
     assert np.isfinite(res.train_step(*next(iter(res.loader())))["pixel"])
 
 
-def test_degrade_cli_syn_needs_a_model(tmp_path: Path, retina_png: Path) -> None:
+def test_degrade_cli_syn_model_errors_are_one_line(tmp_path: Path, retina_png: Path) -> None:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "ftrt.cli", "degrade", str(retina_png), "-o", str(tmp_path / "o"),
-                        "--kind", "syn"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--syn-model" in r.stderr and r.stderr.strip().count("\n") == 0
+    from ftrt.models.pretrained import WEIGHTS_DIR
+
+    for bad in (str(tmp_path / "missing.safetensors"), str(WEIGHTS_DIR / "readability.safetensors")):
+        r = subprocess.run([sys.executable, "-m", "ftrt.cli", "degrade", str(retina_png), "-o", str(tmp_path / "o"),
+                            "--kind", "syn", "--syn-model", bad], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "--syn-model" in r.stderr and r.stderr.strip().count("\n") == 0
 
 
 def test_identity_term_holds_a_cataract_image(folders: tuple[Path, Path], tmp_path: Path) -> None:

@@ -56,13 +56,14 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     """Copy a finished run's weights into ``weights_dir`` as ``<name>.safetensors`` with its card beside it."""
     run = Path(run_dir)
     dest = Path(weights_dir)
-    # A classifier run writes its own card (held-out report, label rules); a restorer's is built here.
-    classifier = (run / "card.json").exists()
-    card = classifier_card(run, name, notes) if classifier else build_card(run, name, notes)
+    # Classifier and Syn runs write their own card (held-out report, label rules, losses); a restorer's is
+    # built here.
+    own_card = (run / "card.json").exists()
+    card = classifier_card(run, name, notes) if own_card else build_card(run, name, notes)
     state, meta = load_weights(run / "final.safetensors")
     meta["card_id"] = card["id"]
     meta["name"] = name
-    if not classifier:
+    if not own_card:
         meta["work_side"] = card["training"]["max_side"]
     save_weights(dest / f"{name}.safetensors", state, meta)
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")

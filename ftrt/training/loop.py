@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ftrt.models import count_parameters
 from ftrt.training.checkpoint import load_training_state, save_training_state
-from ftrt.training.ema import make_ema
+from ftrt.training.ema import make_ema, update_ema
+from ftrt.training.losses import gan_discriminator_loss
 from ftrt.training.schedule import lr_at
 
 
@@ -58,6 +59,28 @@ class TrainingRun:
         cfg = self.cfg
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+
+    @staticmethod
+    def critic_step(disc: torch.nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
+                    fake: torch.Tensor) -> torch.Tensor:
+        """One least-squares discriminator update on real vs (detached) generated images."""
+        loss = gan_discriminator_loss(disc(real), disc(fake.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def end_step(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """EMA update, step count, and the step's record of every loss term."""
+        update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
+        self.step += 1
+        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
 
     def resume(self, directory: str | Path) -> None:
         state = load_training_state(directory, self.model, self.ema, self.opt, self.extra or None)

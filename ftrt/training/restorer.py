@@ -26,12 +26,10 @@ from ftrt.training.data import (
     make_validation_set,
     split_pool,
 )
-from ftrt.training.ema import update_ema
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     PerceptualLoss,
     consistency_loss,
-    gan_discriminator_loss,
     gan_generator_loss,
     perturb,
     pixel_loss,
@@ -86,8 +84,6 @@ class RestorerTrainer(TrainingRun):
             log(f"warning: {e}")
         train, val = split_pool(pool, cfg.val_images, cfg.seed)
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
-        if syn_fraction > 0 and not cfg.syn_model:
-            raise ValueError("Syn pairs need syn_model (a generator from `ftrt train syn`)")
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
         self.dataset: Dataset = PairedDegradationDataset(train, classical, cfg.crop, cfg.seed, syn=syn,
@@ -139,20 +135,11 @@ class RestorerTrainer(TrainingRun):
                 target = self.ema(perturb(real, gen))
             terms["consistency"] = consistency_loss(y[lq.shape[0] + n_id:], target)
         loss = sum(weights[k] * v for k, v in terms.items())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        self.optimise(loss)
         if self.disc is not None and self.opt_d is not None:
-            d_loss = gan_discriminator_loss(self.disc(gt), self.disc(pred.detach()))
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-            terms["disc"] = d_loss
-        # The EMA is both the exported model and, with --real-lq, the mean teacher.
-        update_ema(self.ema, self.model, cfg.ema_decay, self.step)
-        self.step += 1
-        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+            terms["disc"] = self.critic_step(self.disc, self.opt_d, gt, pred)
+        # The EMA is both the exported model and, with --real-lq, the mean teacher (end_step updates it).
+        return self.end_step(loss, terms)
 
     def loader(self, until: int | None = None) -> DataLoader:
         cfg = self.cfg

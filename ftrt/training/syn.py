@@ -16,15 +16,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftrt import __version__
+from ftrt.io import write_json_atomic
 from ftrt.models import build_model, count_parameters
 from ftrt.models.pretrained import restore_array
 from ftrt.models.registry import preset_kwargs
 from ftrt.training.checkpoint import save_weights
 from ftrt.training.config import SynConfig
 from ftrt.training.data import UnpairedCropDataset, load_pool, split_pool
-from ftrt.training.ema import update_ema
 from ftrt.training.loop import TrainingRun
-from ftrt.training.losses import PerceptualLoss, gan_discriminator_loss, gan_generator_loss, pixel_loss
+from ftrt.training.losses import PerceptualLoss, gan_generator_loss, pixel_loss
 from ftrt.training.restorer import fundus_feature_extractor
 
 
@@ -77,18 +77,9 @@ class SynTrainer(TrainingRun):
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "gan": cfg.w_gan,
                    "perceptual": cfg.w_perceptual}
         loss = sum(weights[k] * v for k, v in terms.items())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        d_loss = gan_discriminator_loss(self.disc(cataract), self.disc(fake.detach()))
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        terms["disc"] = d_loss
-        update_ema(self.ema, self.model, cfg.ema_decay, self.step)
-        self.step += 1
-        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+        self.optimise(loss)
+        terms["disc"] = self.critic_step(self.disc, self.opt_d, cataract, fake)
+        return self.end_step(loss, terms)
 
     def validate(self) -> dict[str, float]:
         """How far the synthetic set's FOV colour statistics are from the real cataract set's (lower is
@@ -126,5 +117,21 @@ class SynTrainer(TrainingRun):
         }
         final = self.out / "final.safetensors"
         save_weights(final, self.ema.state_dict(), meta)
+        card = {**meta, "task": "Catintell-Syn: good fundus photograph -> cataract-like (a learnt degradation)",
+                "training": {"good": by_folder(cfg.good), "cataract": by_folder(cfg.cataract), "n_good": len(self.good),
+                             "n_cataract": len(self.cat), "batch_size": cfg.batch_size, "crop": cfg.crop,
+                             "lr": cfg.lr, "lr_d": cfg.lr_d, "discriminator": "patch-d (spectral norm, LSGAN)",
+                             "ema_decay": cfg.ema_decay, "seed": cfg.seed},
+                "validation_history": self.history}
+        write_json_atomic(self.out / "card.json", card)
         return {"weights": str(final), **meta}
 
+
+def by_folder(sources: list[str]) -> dict[str, int]:
+    """How many of the given files (or folders, globs) came from each folder: a card names its data sources
+    without listing hundreds of paths."""
+    from collections import Counter
+
+    from ftrt.io import collect_inputs
+
+    return dict(sorted(Counter(str(p.parent) for p in collect_inputs(sources)).items()))
