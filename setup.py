@@ -29,6 +29,8 @@ setup(
         "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxslim>=0.1.40", "onnxconverter-common>=1.14"],
         "samples": ["scikit-image>=0.22"],
         "plot": ["matplotlib>=3.7"],
+        # OpenVINO's CPU runtime: the fastest CPU backend for the restorer on x86 (installs beside onnxruntime).
+        "openvino": ["openvino>=2024.0"],
         # DICOM in/out; the pylibjpeg plugins decode JPEG, JPEG-LS and JPEG 2000 compressed pixel data.
         "dicom": ["pydicom>=3.0", "pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3"],
         # TensorRT engines: tensorrt wheels come from NVIDIA's index (x86-64); Jetson uses JetPack's TensorRT.
@@ -38,7 +40,7 @@ setup(
         "gpu": ["cuda-python>=12.0"],
         "typecheck": ["mypy>=1.10", "tensorrt-stubs", "cuda-python>=12.0"],
         "dev": ["pytest>=8", "scikit-image>=0.22", "safetensors>=0.4", "pydicom>=3.0", "pylibjpeg>=2.0",
-                "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3"],
+                "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3", "openvino>=2024.0"],
     },
     entry_points={"console_scripts": ["ftrt=ftrt.cli:main"]},
 )

@@ -26,6 +26,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import cpu_name, time_ms, write_report  # noqa: E402
 
 
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except ImportError:
+        return "not installed"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["res-s", "res-l", "readability"])
@@ -43,6 +50,8 @@ def main() -> int:
     from ftrt.export import export_onnx
     from ftrt.models import build_model
     from ftrt.models.pretrained import load_model, shipped_weights
+    from ftrt.runtime.backends import BackendUnavailable
+    from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
     from ftrt.runtime.backends.ort import OrtBackend
 
     torch.set_num_threads(args.threads)
@@ -56,6 +65,11 @@ def main() -> int:
             onnx_path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, onnx_path, preset=name, opset=17, check=False)
             be = OrtBackend(onnx_path, threads=args.threads).open()
+            try:
+                ov = OpenVinoBackend(onnx_path, threads=args.threads).open()
+            except BackendUnavailable as exc:
+                print(f"OpenVINO column left empty: {exc}", flush=True)
+                ov = None
             if getattr(model, "task", "") == "readability":
                 shapes = [(1, model.input_side), (8, model.input_side)]
             else:
@@ -67,26 +81,32 @@ def main() -> int:
                     t_torch = time_ms(lambda: model(xt), args.warmup, args.runs)
                 t_ort = time_ms(lambda: be.run(x), args.warmup, args.runs)
                 med_t, med_o = statistics.median(t_torch), statistics.median(t_ort)
+                med_v = statistics.median(time_ms(lambda: ov.run(x), args.warmup, args.runs)) if ov else None
                 shape = f"{size}x{size}" + (f", batch {batch}" if batch > 1 else "")
-                rows.append((name, shape, med_t, med_o, med_t / med_o))
-                print(f"{name} {shape}: torch {med_t:.0f} ms, ORT {med_o:.0f} ms, x{med_t / med_o:.2f}", flush=True)
+                rows.append((name, shape, med_t, med_o, med_v))
+                print(f"{name} {shape}: torch {med_t:.0f} ms, ORT {med_o:.0f} ms, OpenVINO {med_v or 0:.0f} ms",
+                      flush=True)
             be.close()
+            if ov:
+                ov.close()
     lines = [
-        "# CPU latency: PyTorch eager vs ONNX Runtime",
+        "# CPU latency: PyTorch eager vs ONNX Runtime and OpenVINO",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/cpu_latency.py "
         f"--runs {args.runs} --threads {args.threads}`.",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads for both runtimes. "
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}.",
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}, openvino {_version('openvino')} "
+        "(FP32: INFERENCE_PRECISION_HINT f32).",
         f"Batch 1 unless noted, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs. "
         "ONNX: opset 17, "
         "onnxslim-simplified, ORT graph optimisation level ALL.",
         "",
-        "| model | input | torch eager (ms) | ORT CPU (ms) | ORT speed-up |",
-        "|---|---:|---:|---:|---:|",
+        "| model | input | torch eager (ms) | ORT CPU (ms) | ORT speed-up | OpenVINO CPU (ms) | OpenVINO speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, shape, t, o, r in rows:
-        lines.append(f"| {name} | {shape} | {t:.0f} | {o:.0f} | {r:.2f}x |")
+    for name, shape, t, o, v in rows:
+        ov_cols = f"{v:.0f} | {t / v:.2f}x" if v else "- | -"
+        lines.append(f"| {name} | {shape} | {t:.0f} | {o:.0f} | {t / o:.2f}x | {ov_cols} |")
     write_report(args.out, lines)
     return 0
 

@@ -39,10 +39,11 @@ def main() -> int:
     from ftrt.samples import retina
 
     models = [m for m in args.models.split(",") if m]
-    report = run_profile(models, ["torch", "ort"], [parse_shape(s) for s in args.shapes.split(",")],
-                         warmup=args.warmup, iters=args.iters, baseline="torch", threads=args.threads)
+    backends = ["torch", "ort", "openvino", "openvino-bf16"]
+    report = run_profile(models, backends, [parse_shape(s) for s in args.shapes.split(",")], warmup=args.warmup,
+                         iters=args.iters, baseline="torch", threads=args.threads)
     if args.classifier:
-        extra = run_profile([args.classifier], ["torch", "ort"], [(224, 224)], warmup=args.warmup,
+        extra = run_profile([args.classifier], backends, [(224, 224)], warmup=args.warmup,
                             iters=args.iters, baseline="torch", threads=args.threads)
         report["results"] += extra["results"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,8 @@ from ftrt import __version__
 
 
 # ftrt.runtime.backends.BACKENDS, spelled out so `ftrt --help` does not import the runtime (OpenCV, ORT).
-BACKEND_CHOICES = ["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16"]
+BACKEND_CHOICES = ["auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16", "openvino",
+                   "openvino-bf16"]
 # ftrt.degrade.KINDS, for the same reason.
 DEGRADE_KINDS = ["cofe", "cataract", "mixed", "syn"]
 
@@ -439,7 +440,8 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
 @main.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--backend", "backends", default="torch,ort", show_default=True,
-              help="Comma-separated: torch, ort, ort-cuda, ort-trt, trt.")
+              help="Comma-separated: torch, ort, openvino, openvino-bf16, ort-cuda, ort-trt, trt, torch-cuda, "
+                   "torch-cuda-fp16; append +graph to trt or torch-cuda for CUDA graphs.")
 @click.option("--shapes", default="256x256,512x512", show_default=True, help="Comma-separated HxW.")
 @click.option("--batch", default=1, show_default=True)
 @click.option("--warmup", default=3, show_default=True)

@@ -1,5 +1,5 @@
 """Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, trt, torch,
-torch-cuda and torch-cuda-fp16 (the PyTorch GPU baselines).
+torch-cuda and torch-cuda-fp16 (the PyTorch GPU baselines), openvino and openvino-bf16 (CPU).
 
 ``auto`` picks TensorRT for an ``.engine``/``.plan`` file and ONNX Runtime (CPU) otherwise.
 """
@@ -12,7 +12,8 @@ from typing import Any
 from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, ShapeProfile, TensorSpec
 from ftrt.runtime.models import resolve_model
 
-BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16")
+BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16", "openvino",
+            "openvino-bf16")
 
 
 def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
@@ -24,6 +25,11 @@ def make_backend(name: str, model: str, threads: int | None = None, **opts: Any)
 
         return TensorRTBackend(resolve_model(model, "engine"), device_id=opts.get("device_id", 0),
                                cuda_graph=bool(opts.get("cuda_graph", False)))
+    if name.startswith("openvino"):
+        from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(resolve_model(model, "onnx"), threads=threads,
+                               precision="bf16" if name.endswith("bf16") else "fp32")
     if name.startswith("torch"):
         from ftrt.runtime.backends.torch_backend import TorchBackend
 

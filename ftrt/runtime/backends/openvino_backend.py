@@ -1,0 +1,79 @@
+"""OpenVINO backend (no torch): the same ONNX file compiled by OpenVINO's CPU plugin.
+
+Why it exists: on x86 CPUs OpenVINO's JIT kernels run the restorer's grouped 5x5
+convolutions far faster than ONNX Runtime's MLAS (see benchmarks/results/cpu_latency.md).
+``precision="bf16"`` lets the plugin compute in bfloat16 on CPUs with AVX-512 BF16 or
+AMX (OpenVINO's own default there); ftrt asks for f32 unless told otherwise, so results
+match the other backends. ONNX Runtime's OpenVINO execution provider would be the
+other route; it rejected ftrt's graph ("the graph is not acyclic", onnxruntime-openvino
+1.24.1), the native runtime does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec
+
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+class OpenVinoBackend(Backend):
+    def __init__(self, model: str | Path, threads: int | None = None, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown OpenVINO precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        self.model = Path(model)
+        self.threads = threads
+        self.precision = precision
+        self.request: Any = None
+        self._input: TensorSpec | None = None
+        self.info = BackendInfo(name="openvino" if precision == "fp32" else f"openvino-{precision}", device="cpu",
+                                precision=precision)
+
+    def open(self) -> "OpenVinoBackend":
+        try:
+            import openvino as ov
+        except ImportError:
+            raise BackendUnavailable("the openvino backend needs OpenVINO: pip install 'ftrt[openvino]'") from None
+        import onnxruntime as ort
+
+        if not self.model.is_file():
+            raise FileNotFoundError(f"{self.model}: no such ONNX file")
+        core = ov.Core()
+        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendUnavailable("openvino-bf16: this CPU has no bfloat16 support (AVX-512 BF16 or AMX)")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                  "INFERENCE_PRECISION_HINT": PRECISIONS[self.precision]}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        try:
+            compiled = core.compile_model(core.read_model(str(self.model)), "CPU", config)
+        except RuntimeError as exc:
+            raise ValueError(f"{self.model}: OpenVINO cannot compile it ({str(exc).splitlines()[0]})") from None
+        self.request = compiled.create_infer_request()
+        port = compiled.inputs[0]
+        self._input = TensorSpec(port.get_any_name(), tuple(str(d) for d in port.get_partial_shape()),
+                                 "tensor(float)")
+        # The ftrt metadata (pad multiple, work side, thresholds) lives in the ONNX metadata_props; ORT reads
+        # them without running anything, and is a runtime dependency anyway.
+        meta = ort.InferenceSession(str(self.model), providers=["CPUExecutionProvider"]).get_modelmeta()
+        self.info.metadata = dict(meta.custom_metadata_map)
+        self.info.providers = [f"OpenVINO {ov.__version__}", "CPU"]
+        return self
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        assert self._input is not None, "open() first"
+        return self._input
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.request is None:
+            self.open()
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def close(self) -> None:
+        self.request = None
