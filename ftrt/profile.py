@@ -138,7 +138,7 @@ def profile_cell(backend_name: str, model: str, shape: tuple[int, int], batch: i
         stages = {k: v[-iters:] for k, v in stages.items()}
         if stages:
             cell.device_ms = {k: summarize(v) for k, v in stages.items()}
-            cell.timing = "cuda events" if name in ("trt", "torch-cuda", "torch-cuda-fp16") else "synchronous calls"
+            cell.timing = be.timing
         cell.gpu_memory_mb = _gpu_memory(be)
     except (ValueError, RuntimeError, MemoryError) as exc:
         cell.error = f"failed: {str(exc).splitlines()[0]}"
@@ -352,7 +352,4 @@ def split_infer(ms: dict[str, float], device: dict[str, float]) -> dict[str, flo
     out: dict[str, float] = {}
     for k, v in ms.items():  # keep the pipeline's order, the split where "infer" stood
         out.update(split if k == "infer" else {k: v})
-    return out
-    out.update({k: device.get(k, 0.0) for k in ("h2d", "compute", "d2h")})
-    out["infer_host"] = max(0.0, infer - sum(device.values()))
     return out

@@ -83,6 +83,8 @@ def test_device_split_and_gpu_memory_reported(monkeypatch: pytest.MonkeyPatch) -
     from ftrt.runtime.backends.base import Backend, BackendInfo, TensorSpec
 
     class FakeGpu(Backend):
+        timing = "cuda events"
+
         def __init__(self) -> None:
             self.info = BackendInfo(name="trt", device="cuda:0", precision="fp16")
             self.n = 0

@@ -21,9 +21,7 @@ STRENGTH_RANGE = (0.6, 1.2)
 class SynDegrader:
     """``syn(img, mask, rng) -> (degraded, params)`` for float RGB [0, 1] images."""
 
-    def __init__(self, model_ref: str | Path, threads: int | None = None) -> None:
-        import torch
-
+    def __init__(self, model_ref: str | Path) -> None:
         from ftrt.models.pretrained import load_model
 
         self.model, meta = load_model(str(model_ref))
@@ -31,8 +29,6 @@ class SynDegrader:
             raise ValueError(f"{model_ref}: not a Catintell-Syn generator (train one with `ftrt train syn`)")
         self.work_side = int(meta.get("work_side") or 256)
         self.model_id = str(meta.get("weights"))
-        if threads:
-            torch.set_num_threads(threads)
 
     def __call__(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         import torch

@@ -42,17 +42,19 @@ PHOTO_SOP_CLASSES = {
 }
 
 
-def is_dicom(path: str | os.PathLike[str]) -> bool:
-    """A .dcm/.dicom name, or the 'DICM' magic at byte 128 (camera exports often have no suffix)."""
+def is_dicom(path: str | os.PathLike[str], head: bytes | None = None) -> bool:
+    """A .dcm/.dicom name, or the 'DICM' magic at byte 128 (camera exports often have no suffix).
+    ``head``: the file's first bytes when the caller has read them already."""
     p = Path(path)
     if p.suffix.lower() in DICOM_SUFFIXES:
         return True
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    if head is None:
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(132)
+        except OSError:
+            return False
+    return head[128:132] == b"DICM"
 
 
 @dataclass
@@ -94,7 +96,11 @@ def read_dicom(path: str | os.PathLike[str]) -> DicomImage:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(f"{path}: multi-frame DICOM ({frames} frames) is not a single photograph")
-    return DicomImage(*_to_float_rgb(ds, arr, path), dataset=_without_pixels(ds), sop_class=sop)
+    image, depth = _to_float_rgb(ds, arr, path)
+    for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if kw in ds:
+            delattr(ds, kw)  # decoded above; the kept dataset only feeds the derived instance's attributes
+    return DicomImage(image, depth, dataset=ds, sop_class=sop)
 
 
 def _to_float_rgb(ds: Any, arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -102,15 +108,15 @@ def _to_float_rgb(ds: Any, arr: np.ndarray, path: Path) -> tuple[np.ndarray, int
 
     pi = str(ds.get("PhotometricInterpretation", ""))
     bits = int(ds.get("BitsStored", 8))
+    maxv = float(2**bits - 1)
     if pi.startswith("YBR"):
         # pixel_array already converts YCbCr to RGB for most codecs; the uncompressed YBR_FULL case remains.
-        if pi == "YBR_FULL" and "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        if pi == "YBR_FULL" and not ds.file_meta.TransferSyntaxUID.is_compressed:
             arr = convert_color_space(arr, pi, "RGB")
         pi = "RGB"
     if pi in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise ImageReadError(f"{path}: unexpected grey pixel array shape {arr.shape}")
-        maxv = float(2**bits - 1)
         arr = arr.astype(np.float32)
         if pi == "MONOCHROME1":
             arr = maxv - arr
@@ -121,16 +127,7 @@ def _to_float_rgb(ds: Any, arr: np.ndarray, path: Path) -> tuple[np.ndarray, int
         arr = arr.astype(np.float32)
     else:
         raise ImageReadError(f"{path}: photometric interpretation {pi or '(none)'} is not supported")
-    scale = float(2**bits - 1)
-    return np.clip(arr / scale, 0, 1).astype(np.float32), 16 if bits > 8 else 8
-
-
-def _without_pixels(ds: Any) -> Any:
-    out = copy.deepcopy(ds)
-    for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if kw in out:
-            delattr(out, kw)
-    return out
+    return np.clip(arr / maxv, 0, 1).astype(np.float32), 16 if bits > 8 else 8
 
 
 def derived_uids(ds: Any, model_id: str) -> tuple[str, str]:
@@ -176,8 +173,7 @@ def write_derived(path: str | os.PathLike[str], img: np.ndarray, source: DicomIm
     ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
     ds.SeriesDescription = description[:64]
     ds.DerivationDescription = description[:1024]
-    if src.get("LossyImageCompression") == "01":
-        ds.LossyImageCompression = "01"  # a restored copy of a lossy image stays lossy in its history
+    # LossyImageCompression is copied with the rest: a restored copy of a lossy image stays lossy in its history.
     now = datetime.now()
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = ds.ContentDate, ds.ContentTime

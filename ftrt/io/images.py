@@ -31,15 +31,15 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     from ftrt.io.dicom import is_dicom, read_dicom
 
     path = Path(path)
-    if is_dicom(path):
-        d = read_dicom(path)
-        return d.image, d.depth
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror})") from exc
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
+    if is_dicom(path, data[:132].tobytes()):
+        d = read_dicom(path)
+        return d.image, d.depth
     dims = probe_dimensions(data.tobytes()[:65536])
     if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
         w, h = dims

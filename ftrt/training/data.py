@@ -75,11 +75,12 @@ def heldout_by_name(paths: list[Path], fraction: float, salt: str = "ftrt") -> t
     other files are present or in what order they are listed."""
     import hashlib
 
-    def is_out(p: Path) -> bool:
+    kept: list[Path] = []
+    held: list[Path] = []
+    for p in paths:
         h = hashlib.sha1(f"{salt}:{p.name}".encode()).digest()
-        return int.from_bytes(h[:4], "big") / 2**32 < fraction
-
-    return [p for p in paths if not is_out(p)], [p for p in paths if is_out(p)]
+        (held if int.from_bytes(h[:4], "big") / 2**32 < fraction else kept).append(p)
+    return kept, held
 
 
 def random_crop_in_fov(rng: np.random.Generator, mask: np.ndarray, crop: int) -> tuple[int, int]:

@@ -6,21 +6,23 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ftrt import __version__
 from ftrt.models import count_parameters
 from ftrt.training.checkpoint import load_training_state, save_training_state
 from ftrt.training.ema import make_ema, update_ema
-from ftrt.training.losses import gan_discriminator_loss
+from ftrt.training.losses import PerceptualLoss, fundus_feature_extractor, gan_discriminator_loss
 from ftrt.training.schedule import lr_at
 
 
 class TrainingRun:
-    """Subclasses build ``model``, ``opt``, ``extra`` (e.g. a discriminator) and define ``loader``,
-    ``train_step``, ``validate`` and ``finish``; ``run()`` does the rest.
+    """Subclasses build ``model``, ``extra`` (e.g. a discriminator) and ``dataset`` (indexable by global
+    sample index) and define ``train_step``, ``validate`` and ``finish``; ``run()`` does the rest.
 
     ``cfg`` needs: model, out, steps, lr, min_lr, warmup, log_every, val_every, save_every.
     """
@@ -38,10 +40,9 @@ class TrainingRun:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
 
-    # -- what subclasses provide
-    def loader(self, until: int) -> Iterable[Any]:
-        raise NotImplementedError
+    dataset: Dataset
 
+    # -- what subclasses provide
     def train_step(self, *batch: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
 
@@ -55,6 +56,39 @@ class TrainingRun:
         return ""
 
     # -- shared
+    def loader(self, until: int | None = None) -> DataLoader:
+        """Batches from the current step to ``until`` (default: the last step): sample i is a pure function
+        of i, so a resumed run sees the samples the uninterrupted one would have."""
+        cfg = self.cfg
+        indices = range(self.step * cfg.batch_size, (until or cfg.steps) * cfg.batch_size)
+        return DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.workers,
+                          persistent_workers=False)
+
+    def perceptual_loss(self, extractor: torch.nn.Module | None) -> PerceptualLoss | None:
+        """The fundus perceptual loss when ``cfg.w_perceptual`` is on: ``extractor`` (tests pass a small one)
+        or the configured readability model's first stages."""
+        cfg = self.cfg
+        if not cfg.w_perceptual:
+            return None
+        if extractor is None:
+            extractor = fundus_feature_extractor(cfg.perceptual_model, cfg.perceptual_depth)
+        return PerceptualLoss(extractor)
+
+    def weights_metadata(self, model_kwargs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """What every ftrt weights file records about its model and run; ``extra`` adds the trainer's own."""
+        return {
+            "preset": self.cfg.model,
+            "kwargs": model_kwargs,
+            "ftrt_version": __version__,
+            "steps": self.step,
+            "train_seconds": round(self.elapsed, 1),
+            "validation": self.history[-1] if self.history else {},
+            "parameters": count_parameters(self.model),
+            "input": {"range": [0.0, 1.0], "channels": "RGB", "layout": "NCHW",
+                      "pad_multiple": int(getattr(self.model, "pad_multiple", 1))},
+            **extra,
+        }
+
     def set_lr(self) -> None:
         cfg = self.cfg
         for g in self.opt.param_groups:

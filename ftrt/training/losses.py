@@ -45,6 +45,18 @@ class PerceptualLoss(nn.Module):
         return loss
 
 
+def fundus_feature_extractor(model_ref: str, depth: int) -> torch.nn.Module:
+    """The fundus perceptual loss's network: a trained readability classifier's first ``depth`` stages."""
+    from ftrt.models.pretrained import load_model
+    from ftrt.models.readability import FeatureExtractor, ReadabilityNet
+
+    net, meta = load_model(model_ref)
+    if not isinstance(net, ReadabilityNet):
+        raise ValueError(f"perceptual_model {model_ref!r} is a {meta.get('preset')} model, not a readability "
+                         "classifier")
+    return FeatureExtractor(net, depth)
+
+
 def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN: the generator wants the critic to say 1."""
     return F.mse_loss(fake_logits, torch.ones_like(fake_logits))

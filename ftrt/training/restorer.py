@@ -7,12 +7,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ftrt import __version__
 from ftrt.degrade.syn import SynDegrader
 from ftrt.metrics import psnr, ssim
-from ftrt.models import build_model, count_parameters
+from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, restore_array
 from ftrt.models.registry import preset_kwargs
 from ftrt.training.checkpoint import save_weights
@@ -28,23 +27,11 @@ from ftrt.training.data import (
 )
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
-    PerceptualLoss,
     consistency_loss,
     gan_generator_loss,
     perturb,
     pixel_loss,
 )
-
-
-def fundus_feature_extractor(model_ref: str, depth: int) -> torch.nn.Module:
-    """The fundus perceptual loss's network: a trained readability classifier's first ``depth`` stages."""
-    from ftrt.models.readability import FeatureExtractor, ReadabilityNet
-
-    net, meta = load_model(model_ref)
-    if not isinstance(net, ReadabilityNet):
-        raise ValueError(f"perceptual_model {model_ref!r} is a {meta.get('preset')} model, not a readability "
-                         "classifier")
-    return FeatureExtractor(net, depth)
 
 
 def validate(model: torch.nn.Module, val_set: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -72,9 +59,7 @@ class RestorerTrainer(TrainingRun):
                                  f"not {cfg.model} {self.model_kwargs}")
             model.load_state_dict(init.state_dict())
         super().__init__(cfg, model, log)
-        if perceptual is None and cfg.w_perceptual:
-            perceptual = fundus_feature_extractor(cfg.perceptual_model, cfg.perceptual_depth)
-        self.perceptual = PerceptualLoss(perceptual) if (perceptual is not None and cfg.w_perceptual) else None
+        self.perceptual = self.perceptual_loss(perceptual)
         self.disc = build_model("patch-d") if cfg.w_gan else None
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
@@ -141,35 +126,17 @@ class RestorerTrainer(TrainingRun):
         # The EMA is both the exported model and, with --real-lq, the mean teacher (end_step updates it).
         return self.end_step(loss, terms)
 
-    def loader(self, until: int | None = None) -> DataLoader:
-        cfg = self.cfg
-        indices = range(self.step * cfg.batch_size, (until or cfg.steps) * cfg.batch_size)
-        return DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.workers,
-                          persistent_workers=False)
-
     def validate(self) -> dict[str, float]:
         return validate(self.ema, self.val_set)
 
     def finish(self) -> dict[str, Any]:
         """Write the EMA weights as a self-describing safetensors file (what `ftrt export` and restore load)."""
         cfg = self.cfg
-        meta = {
-            "preset": cfg.model,
-            "kwargs": self.model_kwargs,
-            "ftrt_version": __version__,
-            "steps": self.step,
-            "train_seconds": round(self.elapsed, 1),
-            "kind": cfg.kind,
-            "syn_fraction": cfg.syn_fraction,
-            "mean_teacher": bool(cfg.real_lq),
-            "init": cfg.init or None,
-            "validation": self.history[-1] if self.history else {},
-            "parameters": count_parameters(self.model),
-            "input": {"range": [0.0, 1.0], "channels": "RGB", "layout": "NCHW",
-                      "pad_multiple": int(self.model.pad_multiple)},
+        meta = self.weights_metadata(
+            self.model_kwargs, kind=cfg.kind, syn_fraction=cfg.syn_fraction, mean_teacher=bool(cfg.real_lq),
+            init=cfg.init or None,
             # The scale the model learnt at: the runtime restores at this FOV size by default.
-            "work_side": cfg.max_side,
-        }
+            work_side=cfg.max_side)
         final = self.out / "final.safetensors"
         save_weights(final, self.ema.state_dict(), meta)
         return {"weights": str(final), **meta}

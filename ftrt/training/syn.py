@@ -13,26 +13,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ftrt import __version__
 from ftrt.io import write_json_atomic
-from ftrt.models import build_model, count_parameters
+from ftrt.models import build_model
 from ftrt.models.pretrained import restore_array
+from ftrt.realism import colour_features
 from ftrt.models.registry import preset_kwargs
 from ftrt.training.checkpoint import save_weights
 from ftrt.training.config import SynConfig
 from ftrt.training.data import UnpairedCropDataset, load_pool, split_pool
 from ftrt.training.loop import TrainingRun
-from ftrt.training.losses import PerceptualLoss, gan_generator_loss, pixel_loss
-from ftrt.training.restorer import fundus_feature_extractor
-
-
-def colour_stats(img: np.ndarray) -> np.ndarray:
-    """Per-channel mean and standard deviation inside the FOV (non-black pixels)."""
-    inside = img.max(axis=2) > 0.02
-    px = img[inside] if inside.any() else img.reshape(-1, 3)
-    return np.concatenate([px.mean(0), px.std(0)])
+from ftrt.training.losses import gan_generator_loss, pixel_loss
 
 
 class SynTrainer(TrainingRun):
@@ -45,9 +36,7 @@ class SynTrainer(TrainingRun):
         self.disc = build_model("patch-d")
         self.extra["disc"] = self.disc
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
-        if perceptual is None and cfg.w_perceptual:
-            perceptual = fundus_feature_extractor(cfg.perceptual_model, cfg.perceptual_depth)
-        self.perceptual = PerceptualLoss(perceptual) if (perceptual is not None and cfg.w_perceptual) else None
+        self.perceptual = self.perceptual_loss(perceptual)
         good, errs_g = load_pool(cfg.good, cfg.side, square=True)
         cat, errs_c = load_pool(cfg.cataract, cfg.side, square=True)
         for e in errs_g + errs_c:
@@ -59,11 +48,6 @@ class SynTrainer(TrainingRun):
     def describe(self) -> str:
         return (f"{len(self.good)} good and {len(self.cat)} real cataract training images, "
                 f"{len(self.val_good)}+{len(self.val_cat)} for validation")
-
-    def loader(self, until: int) -> DataLoader:
-        cfg = self.cfg
-        indices = range(self.step * cfg.batch_size, until * cfg.batch_size)
-        return DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.workers)
 
     def train_step(self, good: torch.Tensor, cataract: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
@@ -88,7 +72,7 @@ class SynTrainer(TrainingRun):
             return {}
 
         def mean_stats(images: list[np.ndarray]) -> np.ndarray:
-            return np.mean([colour_stats(i) for i in images], axis=0)
+            return np.mean([colour_features(i) for i in images], axis=0)
 
         good = [g.float() * g.mask[..., None] for g in self.val_good]
         cat = [c.float() * c.mask[..., None] for c in self.val_cat]
@@ -101,20 +85,9 @@ class SynTrainer(TrainingRun):
 
     def finish(self) -> dict[str, Any]:
         cfg = self.cfg
-        meta = {
-            "preset": cfg.model,
-            "role": "syn",
-            "kwargs": self.model_kwargs,
-            "ftrt_version": __version__,
-            "steps": self.step,
-            "train_seconds": round(self.elapsed, 1),
-            "validation": self.history[-1] if self.history else {},
-            "parameters": count_parameters(self.model),
-            "work_side": cfg.side,
-            "losses": {k: getattr(cfg, k) for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")},
-            "input": {"range": [0.0, 1.0], "channels": "RGB", "layout": "NCHW",
-                      "pad_multiple": int(self.model.pad_multiple)},
-        }
+        meta = self.weights_metadata(
+            self.model_kwargs, role="syn", work_side=cfg.side,
+            losses={k: getattr(cfg, k) for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")})
         final = self.out / "final.safetensors"
         save_weights(final, self.ema.state_dict(), meta)
         card = {**meta, "task": "Catintell-Syn: good fundus photograph -> cataract-like (a learnt degradation)",

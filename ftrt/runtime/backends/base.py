@@ -57,6 +57,8 @@ class Backend(ABC):
 
     info: BackendInfo
     last_timing: dict[str, float] = {}
+    # How ``last_timing`` is measured: "cuda events" or "synchronous calls" where a backend fills it.
+    timing = "host clock"
 
     @abstractmethod
     def open(self) -> "Backend": ...

@@ -38,8 +38,6 @@ class OpenVinoBackend(Backend):
             import openvino as ov
         except ImportError:
             raise BackendUnavailable("the openvino backend needs OpenVINO: pip install 'ftrt[openvino]'") from None
-        import onnxruntime as ort
-
         if not self.model.is_file():
             raise FileNotFoundError(f"{self.model}: no such ONNX file")
         core = ov.Core()
@@ -50,17 +48,19 @@ class OpenVinoBackend(Backend):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            compiled = core.compile_model(core.read_model(str(self.model)), "CPU", config)
+            model = core.read_model(str(self.model))
+            compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise ValueError(f"{self.model}: OpenVINO cannot compile it ({str(exc).splitlines()[0]})") from None
         self.request = compiled.create_infer_request()
         port = compiled.inputs[0]
         self._input = TensorSpec(port.get_any_name(), tuple(str(d) for d in port.get_partial_shape()),
                                  "tensor(float)")
-        # The ftrt metadata (pad multiple, work side, thresholds) lives in the ONNX metadata_props; ORT reads
-        # them without running anything, and is a runtime dependency anyway.
-        meta = ort.InferenceSession(str(self.model), providers=["CPUExecutionProvider"]).get_modelmeta()
-        self.info.metadata = dict(meta.custom_metadata_map)
+        # OpenVINO's ONNX reader keeps the file's metadata_props (ftrt's pad multiple, work side,
+        # thresholds) as the model's "framework" run-time info.
+        rt_info = model.get_rt_info()
+        framework = rt_info["framework"] if "framework" in rt_info else {}
+        self.info.metadata = {k: v if isinstance(v, str) else v.astype(str) for k, v in framework.items()}
         self.info.providers = [f"OpenVINO {ov.__version__}", "CPU"]
         return self
 

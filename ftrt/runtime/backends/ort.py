@@ -30,6 +30,8 @@ class OrtBackend(Backend):
         self.session = None
         self.info = BackendInfo(name=f"ort-{provider}" if provider != "cpu" else "ort", device="cpu",
                                 precision="fp32")
+        if provider != "cpu":
+            self.timing = "synchronous calls"  # IO binding, see _run_bound
 
     def _provider_list(self) -> list[object]:
         import onnxruntime as ort

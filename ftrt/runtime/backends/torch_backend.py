@@ -29,6 +29,8 @@ class TorchBackend(Backend):
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
         self.info = BackendInfo(name="torch" if device == "cpu" else "torch-cuda", device=device,
                                 precision="fp16" if half else "fp32")
+        if device.startswith("cuda"):
+            self.timing = "cuda events"
 
     def open(self) -> "TorchBackend":
         try:

@@ -35,6 +35,8 @@ class _Buffers:
 
 
 class TensorRTBackend(Backend):
+    timing = "cuda events"
+
     def __init__(self, engine: str | Path, device_id: int = 0, cuda_graph: bool = False,
                  check_host: bool = True) -> None:
         self.engine_path = Path(engine)
