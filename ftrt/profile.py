@@ -87,6 +87,7 @@ class Cell:
     gpu_memory_mb: float | None = None
     device_ms: dict[str, dict[str, float]] | None = None  # h2d / compute / d2h summaries (GPU backends)
     timing: str = "host clock"
+    graph: str = ""  # load-time graph changes the backend made (ORT CPU layout), "" when none reported
     error: str | None = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -131,6 +132,7 @@ def profile_cell(backend_name: str, model: str, shape: tuple[int, int], batch: i
 
     try:
         cell.precision = be.info.precision
+        cell.graph = be.info.graph
         x = _input_for(be, h, w, batch)
         cell.shape = f"{x.shape[2]}x{x.shape[3]}"
         cell.samples_ms = time_calls(call, warmup, iters)
@@ -242,6 +244,10 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['shape']} | {r['timing']} | "
                          + " | ".join(f"{d[k]['median']:.2f}" if k in d else "-" for k in ("h2d", "compute", "d2h"))
                          + f" | {mem} |")
+    notes = sorted({f"{r['model']} on {r['backend']}: {r['graph']}" for r in report["results"]
+                    if r.get("graph") and r["graph"] != "as exported"})
+    if notes:
+        lines += ["", "Graph as run: " + "; ".join(notes) + "."]
     for e in report.get("end_to_end", []):
         if "error" in e:
             lines.append(f"\nEnd to end, {e['model']} on {e['backend']}: {e['error']}")

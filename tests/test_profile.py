@@ -56,6 +56,11 @@ def test_cli_profile_torch_vs_ort_json(random_onnx: Path, tmp_path: Path) -> Non
     assert by["ort"]["ms"]["median"] > 0
     if model == "res-s":
         assert by["torch"]["ratio_to_baseline"] == 1.0 and by["ort"]["ratio_to_baseline"] > 0
+    # The ORT cell says how the graph ran (widened for NCHWc on AVX-512 CPUs, else as exported).
+    from ftrt.runtime.cpu_layout import mlas_block_size
+
+    assert ("widened" in by["ort"]["graph"]) == (mlas_block_size() == 16)
+    assert by["torch"]["graph"] == ""
     assert (tmp_path / "p.csv").read_text().startswith("model,backend,precision")
 
 

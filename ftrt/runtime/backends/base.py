@@ -45,6 +45,7 @@ class BackendInfo:
     providers: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     profiles: list[ShapeProfile] = field(default_factory=list)
+    graph: str = ""  # how the file was changed at load time, if it was (e.g. CPU layout rewrites)
 
 
 class Backend(ABC):

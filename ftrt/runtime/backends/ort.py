@@ -19,7 +19,9 @@ PROVIDERS = {
 
 class OrtBackend(Backend):
     def __init__(self, model: str | Path, provider: str = "cpu", threads: int | None = None,
-                 engine_cache: str | Path | None = None, device_id: int = 0) -> None:
+                 engine_cache: str | Path | None = None, device_id: int = 0, cpu_layout: bool = True) -> None:
+        """``cpu_layout``: on the CPU provider, widen grouped convs to the NCHWc block at load time
+        (ftrt.runtime.cpu_layout); False runs the file exactly as exported."""
         if provider not in PROVIDERS:
             raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose {', '.join(PROVIDERS)}")
         self.model = Path(model)
@@ -27,6 +29,7 @@ class OrtBackend(Backend):
         self.threads = threads
         self.engine_cache = engine_cache
         self.device_id = device_id
+        self.cpu_layout = cpu_layout and provider == "cpu"
         self.session = None
         self.info = BackendInfo(name=f"ort-{provider}" if provider != "cpu" else "ort", device="cpu",
                                 precision="fp32")
@@ -79,8 +82,15 @@ class OrtBackend(Backend):
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        source: str | bytes = str(self.model)
+        self.info.graph = "as exported"
+        if self.cpu_layout:
+            from ftrt.runtime.cpu_layout import cpu_model
+
+            rewritten, self.info.graph = cpu_model(self.model)
+            source = rewritten or source
         try:
-            self.session = ort.InferenceSession(str(self.model), so, providers=self._provider_list())
+            self.session = ort.InferenceSession(source, so, providers=self._provider_list())
         except BackendUnavailable:
             raise
         except Exception as exc:  # ORT raises its own exception types for bad files

@@ -1,0 +1,145 @@
+"""Grouped convolutions laid out for ONNX Runtime's blocked (NCHWc) CPU kernels.
+
+ONNX Runtime's CPU provider runs a convolution in its fast blocked kernels
+(domain ``com.microsoft.nchwc``) only when each group's input and output
+channel counts are multiples of the MLAS block: 8 channels on AVX2 CPUs, 16 on
+AVX-512 ones. ftrt's dense blocks use groups of 8 channels, so on an AVX-512
+CPU every grouped 5x5 convolution falls back to im2col plus one small GEMM per
+group, and the activations leave and re-enter the blocked layout around each
+one. Merging neighbouring groups into one group with a block-diagonal weight
+(zeros between the original groups) computes the same sums (the added terms
+are exact zeros) with twice the multiply-adds, but in the blocked kernels:
+about 1.3x faster for the whole restorer on an AVX-512 Xeon
+(benchmarks/results/cpu_latency.md). It is a load-time rewrite for the CPU
+provider only: the ONNX file keeps its real grouped convolutions, which is
+what TensorRT and the GPU providers want.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # onnx is optional for the runtime: without it the file runs as exported
+    import onnx
+
+# More than this many times the multiply-adds costs more than the blocked kernels save (measured:
+# merging ftrt's 8-channel groups into 32-channel ones is no faster than leaving them alone).
+MAX_WASTE = 2
+
+
+def _cpu_features() -> dict[str, bool]:
+    """numpy's runtime CPU feature table (works on every OS numpy supports)."""
+    for mod in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            return dict(__import__(mod, fromlist=["__cpu_features__"]).__cpu_features__)
+        except (ImportError, AttributeError):
+            continue
+    return {}
+
+
+def mlas_block_size(features: dict[str, bool] | None = None, machine: str | None = None) -> int:
+    """The channel block of ONNX Runtime's NCHWc CPU kernels here: 16 with AVX-512F, 8 with AVX2, else 0.
+
+    0 means "not known to use NCHWc", and no rewrite is done.
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "x64", "i686", "x86"):
+        return 0
+    features = _cpu_features() if features is None else features
+    if features.get("AVX512F"):
+        return 16
+    if features.get("AVX2") and features.get("FMA3"):
+        return 8
+    return 0
+
+
+def _merge_factor(groups: int, cin_g: int, cout_g: int, block: int) -> int:
+    """Smallest number of neighbouring groups to merge so both channel counts per group fill whole blocks."""
+    if cin_g % block == 0 and cout_g % block == 0:
+        return 1
+    for f in range(2, MAX_WASTE + 1):
+        if groups % f == 0 and (cin_g * f) % block == 0 and (cout_g * f) % block == 0:
+            return f
+    return 1
+
+
+def block_diagonal(weight: np.ndarray, groups: int, factor: int) -> np.ndarray:
+    """Conv weight (O, I/groups, kh, kw) rewritten for ``groups // factor`` groups, same result."""
+    cout, cin_g = weight.shape[:2]
+    cout_g = cout // groups
+    out = np.zeros((cout, cin_g * factor) + weight.shape[2:], dtype=weight.dtype)
+    for g in range(groups):
+        slot = g % factor  # this group's place inside the merged one
+        rows = slice(g * cout_g, (g + 1) * cout_g)
+        out[rows, slot * cin_g:(slot + 1) * cin_g] = weight[rows]
+    return out
+
+
+def widen_groups(model: "onnx.ModelProto", block: int) -> list[str]:
+    """Rewrite, in place, the FP32 grouped Convs whose groups do not fill NCHWc blocks; returns their names.
+
+    Depthwise convs (already NCHWc), convs whose weight is not an FP32
+    initializer (Q/DQ or FP16 graphs) and convs that would need more than
+    ``MAX_WASTE`` times the work are left alone.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if block <= 0:
+        return []
+    inits = {t.name: t for t in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        group = next((a for a in node.attribute if a.name == "group"), None)
+        tensor = inits.get(node.input[1])
+        if group is None or group.i <= 1 or tensor is None or tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        weight = numpy_helper.to_array(tensor)
+        cin_g, cout_g = weight.shape[1], weight.shape[0] // group.i
+        if cin_g == 1 and cout_g == 1:
+            continue  # depthwise: MLAS has its own blocked kernel
+        factor = _merge_factor(group.i, cin_g, cout_g, block)
+        if factor == 1:
+            continue
+        merged = numpy_helper.from_array(block_diagonal(weight, group.i, factor), tensor.name)
+        if uses.get(tensor.name, 0) > 1:  # shared weight: this node gets its own copy, the last user the original
+            uses[tensor.name] -= 1
+            merged.name = f"{tensor.name}__nchwc{len(changed)}"
+            node.input[1] = merged.name
+            model.graph.initializer.append(merged)
+        else:
+            tensor.CopyFrom(merged)
+        group.i //= factor
+        changed.append(node.name or node.output[0])
+    return changed
+
+
+def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None, str]:
+    """``path`` with its grouped convs widened for this CPU's NCHWc block, or None and why it runs as is."""
+    block = mlas_block_size() if block is None else block
+    if block == 0:
+        return None, "as exported (this CPU has no NCHWc block size ftrt knows)"
+    try:
+        import onnx
+    except ImportError:
+        return None, "as exported (pip install onnx to widen grouped convs for NCHWc)"
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a bad file gets ONNX Runtime's own error when the session loads it
+        return None, "as exported (onnx could not parse it)"
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return None, "as exported (weights in external data files)"
+    changed = widen_groups(model, block)
+    if not changed:
+        return None, "as exported (no grouped conv needs widening)"
+    return model.SerializeToString(), f"{len(changed)} grouped convs widened to {block}-channel NCHWc groups"

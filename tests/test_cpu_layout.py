@@ -1,0 +1,139 @@
+"""Grouped convs widened for ONNX Runtime's NCHWc kernels: same outputs, only where it applies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ftrt.runtime.backends.ort import OrtBackend
+from ftrt.runtime.cpu_layout import block_diagonal, cpu_model, mlas_block_size, widen_groups
+from ftrt.runtime.models import WEIGHTS_DIR
+
+
+def _conv_model(groups: int, cin: int, cout: int, dtype: int = TensorProto.FLOAT, shared: bool = False,
+                seed: int = 0) -> onnx.ModelProto:
+    """x -> grouped 5x5 Conv (-> a second Conv sharing the weight when ``shared``)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((cout, cin // groups, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    inits = [numpy_helper.from_array(w.astype(np_dtype), "w"), numpy_helper.from_array(b.astype(np_dtype), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv_a", group=groups, pads=[2, 2, 2, 2])]
+    out = "y"
+    if shared:
+        assert cin == cout
+        nodes.append(helper.make_node("Conv", ["y", "w", "b"], ["z"], name="conv_b", group=groups, pads=[2, 2, 2, 2]))
+        out = "z"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, [1, cin, "h", "w"])],
+                              [helper.make_tensor_value_info(out, dtype, [1, cout, "h", "w"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to float summation order (outputs of random 5x5 convs reach the hundreds)."""
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(np.abs(b).max()) + 1e-6)
+
+
+def _group(model: onnx.ModelProto, name: str) -> int:
+    node = next(n for n in model.graph.node if n.name == name)
+    return next(a.i for a in node.attribute if a.name == "group")
+
+
+@pytest.mark.parametrize("groups,cin,cout,block,expect_groups", [
+    (4, 32, 32, 16, 2),    # ftrt's 8-channel groups on AVX-512: pairs merged
+    (4, 32, 32, 8, 4),     # AVX2: 8-channel groups already fill a block
+    (8, 32, 32, 16, 8),    # 4-channel groups would need 4x the work: left alone
+    (2, 16, 16, 16, 1),    # res-s stage 0: two 8-channel groups become one dense conv
+    (4, 64, 32, 16, 2),    # conv2's shape: 16 inputs, 8 outputs per group
+])
+def test_widened_conv_gives_the_same_output(groups: int, cin: int, cout: int, block: int, expect_groups: int) -> None:
+    model = _conv_model(groups, cin, cout)
+    x = np.random.default_rng(1).standard_normal((1, cin, 23, 31)).astype(np.float32)
+    ref = _run(model, x)
+    changed = widen_groups(model, block)
+    assert _group(model, "conv_a") == expect_groups
+    assert changed == ([] if expect_groups == groups else ["conv_a"])
+    onnx.checker.check_model(model, full_check=True)
+    _close(_run(model, x), ref)
+
+
+def test_block_diagonal_places_each_group_on_its_own_slot() -> None:
+    w = np.arange(4 * 2 * 1 * 1, dtype=np.float32).reshape(4, 2, 1, 1) + 1  # 4 groups of 2 -> 1 output each
+    merged = block_diagonal(w, groups=4, factor=2)
+    assert merged.shape == (4, 4, 1, 1)
+    np.testing.assert_array_equal(merged[:, :, 0, 0], [[1, 2, 0, 0], [0, 0, 3, 4], [5, 6, 0, 0], [0, 0, 7, 8]])
+
+
+def test_shared_weight_gets_its_own_copy_and_other_dtypes_are_left_alone() -> None:
+    model = _conv_model(4, 32, 32, shared=True)
+    x = np.random.default_rng(2).standard_normal((1, 32, 17, 19)).astype(np.float32)
+    ref = _run(model, x)
+    assert widen_groups(model, 16) == ["conv_a", "conv_b"]
+    names = [n.input[1] for n in model.graph.node]
+    assert names[1] == "w" and names[0] != "w"  # the first user got a private copy
+    _close(_run(model, x), ref)
+    half = _conv_model(4, 32, 32, dtype=TensorProto.FLOAT16)
+    assert widen_groups(half, 16) == [] and _group(half, "conv_a") == 4
+
+
+def test_block_size_follows_the_cpu() -> None:
+    assert mlas_block_size({"AVX512F": True, "AVX2": True, "FMA3": True}, "x86_64") == 16
+    assert mlas_block_size({"AVX512F": False, "AVX2": True, "FMA3": True}, "AMD64") == 8
+    assert mlas_block_size({"SSE3": True}, "x86_64") == 0
+    assert mlas_block_size({"ASIMD": True}, "aarch64") == 0
+    assert mlas_block_size() in (0, 8, 16)
+
+
+def test_cpu_model_says_why_it_leaves_a_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv_model(4, 32, 32), path)
+    data, note = cpu_model(path, block=16)
+    assert data is not None and "1 grouped convs widened to 16" in note
+    assert cpu_model(path, block=0) == (None, "as exported (this CPU has no NCHWc block size ftrt knows)")
+    assert cpu_model(path, block=8)[0] is None
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    assert cpu_model(bad, block=16)[0] is None
+
+
+def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
+    model = WEIGHTS_DIR / "res-s.onnx"
+    x = np.random.default_rng(3).uniform(size=(1, 3, 61, 97)).astype(np.float32)
+    with OrtBackend(model, threads=1, cpu_layout=False) as plain, OrtBackend(model, threads=1) as laid_out:
+        assert plain.info.graph == "as exported"
+        if mlas_block_size() == 16:
+            assert "widened to 16-channel NCHWc groups" in laid_out.info.graph
+        np.testing.assert_allclose(laid_out.run(x), plain.run(x), rtol=0, atol=1e-5)
+
+
+def test_runtime_runs_without_the_onnx_package(tmp_path: Path) -> None:
+    model = WEIGHTS_DIR / "res-s.onnx"
+    script = f"""
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnx" or name.startswith("onnx.") or name == "torch" or name.startswith("torch."):
+            raise ImportError(name + " is blocked in this test")
+sys.meta_path.insert(0, _Block())
+import numpy as np
+from ftrt.runtime.backends.ort import OrtBackend
+be = OrtBackend({str(model)!r}, threads=1).open()
+assert be.info.graph.startswith("as exported"), be.info.graph
+assert be.run(np.zeros((1, 3, 40, 40), np.float32)).shape == (1, 3, 40, 40)
+print("NO-ONNX-OK")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "NO-ONNX-OK" in proc.stdout
