@@ -60,6 +60,8 @@ def test_final_weights_load_back(tiny_data: Path, tmp_path: Path) -> None:
     model, meta = load_model(result["weights"])
     assert meta["preset"] == "res-s" and meta["steps"] == 2
     assert meta["input"]["pad_multiple"] == 8
+    # The run folder itself names its final weights (what `ftrt export --model RUN_DIR` passes).
+    assert load_model(str(tmp_path / "run"))[1]["weights"] == str(tmp_path / "run" / "final.safetensors")
 
 
 def test_config_yaml_and_overrides(tmp_path: Path) -> None:

@@ -30,8 +30,10 @@ def resolve_weights(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".safetensors" and p.exists():
         return p
-    if p.is_dir() and (p / "ema.safetensors").exists():
-        return p / "ema.safetensors"
+    if p.is_dir():  # a training run folder: its final weights, else the last checkpoint's EMA
+        for candidate in (p / "final.safetensors", p / "last" / "ema.safetensors", p / "ema.safetensors"):
+            if candidate.exists():
+                return candidate
     shipped = shipped_weights(name_or_path)
     if shipped is not None:
         return shipped
