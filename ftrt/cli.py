@@ -301,6 +301,9 @@ def info(path: str, as_json: bool) -> None:
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
               help="Also write a TensorRT 8.6/10 calibration cache (for build-engine --calib-cache).")
 @click.option("--trt-version", default="8.6.1", show_default=True, help="TensorRT version named in the cache header.")
+@click.option("--quantizer", type=click.Choice(["auto", "ftrt", "modelopt"]), default="auto", show_default=True,
+              help="Who writes the Q/DQ graph: NVIDIA ModelOpt, onnxruntime.quantization (ftrt), or ModelOpt "
+              "when installed (auto).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
 @click.option("--min-psnr", default=35.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--eval-num", default=8, show_default=True, help="Held-out images for the report.")
@@ -308,8 +311,8 @@ def info(path: str, as_json: bool) -> None:
 @click.option("--threads", type=int)
 @click.option("--json", "as_json", is_flag=True)
 def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, num: int, shapes: tuple[str, ...],
-              keep: str, cache_path: str | None, trt_version: str, report_path: str | None, min_psnr: float,
-              eval_num: int, seed: int, threads: int | None, as_json: bool) -> None:
+              keep: str, cache_path: str | None, trt_version: str, quantizer: str, report_path: str | None,
+              min_psnr: float, eval_num: int, seed: int, threads: int | None, as_json: bool) -> None:
     """INT8: calibrate on real fundus photographs and write a Q/DQ ONNX (TensorRT 11 and ONNX Runtime run it)."""
     from ftrt.calibration import CalibrationDataError, calibrate_int8
     from ftrt.calibration.trt_cache import version_code
@@ -321,7 +324,8 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
         res = calibrate_int8(model, list(images), out_path, method=method, num=num, shapes=list(shapes) or None,
                              keep=keep, cache=cache_path, trt_version=version_code(trt_version),
                              report_path=report_path, min_psnr=min_psnr, eval_num=eval_num, seed=seed,
-                             threads=threads, progress=not as_json, log=lambda m: click.echo(m, err=True))
+                             threads=threads, progress=not as_json, quantizer=quantizer,
+                             log=lambda m: click.echo(m, err=True))
     except (CalibrationDataError, InputError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -333,12 +337,15 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
 @click.option("--fp16", is_flag=True, required=True, help="Mixed FP16 (FP32 I/O, reductions and head).")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--images", multiple=True, help="Photographs for the report (default: the CC0 sample).")
+@click.option("--converter", type=click.Choice(["auto", "ftrt", "modelopt"]), default="auto", show_default=True,
+              help="NVIDIA ModelOpt AutoCast, onnxconverter-common (ftrt), or ModelOpt when installed (auto); "
+              "the same FP32 rules either way.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
 @click.option("--min-psnr", default=45.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--threads", type=int)
 @click.option("--json", "as_json", is_flag=True)
-def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], report_path: str | None,
-            min_psnr: float, threads: int | None, as_json: bool) -> None:
+def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], converter: str,
+            report_path: str | None, min_psnr: float, threads: int | None, as_json: bool) -> None:
     """Convert an FP32 restorer ONNX to mixed FP16, with an accuracy report (no PyTorch needed)."""
     from ftrt.calibration import CalibrationDataError, convert_fp16_model
     from ftrt.io import InputError
@@ -347,7 +354,7 @@ def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], repo
         _fail("the output would overwrite the FP32 model; choose another -o")
     try:
         res = convert_fp16_model(model, out_path, images=list(images) or None, report_path=report_path,
-                                 min_psnr=min_psnr, threads=threads, progress=not as_json)
+                                 min_psnr=min_psnr, threads=threads, progress=not as_json, converter=converter)
     except (CalibrationDataError, InputError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -361,7 +368,8 @@ def _precision_summary(res: Any, as_json: bool) -> None:
                                "failures": res.failures, "report_files": [str(p) for p in res.report_files],
                                "details": res.details}))
     else:
-        click.echo(f"wrote {res.output} ({res.precision})")
+        by = res.details.get("quantizer") or res.details.get("converter")
+        click.echo(f"wrote {res.output} ({res.precision}" + (f", by {by})" if by else ")"))
         click.echo(f"  vs FP32 output: PSNR mean {s['psnr_vs_fp32_mean']:.2f} dB, worst {s['psnr_vs_fp32_worst']:.2f} dB"
                    f" on {s['images']} {'held-out' if s['held_out'] else 'calibration'} images")
         click.echo(f"  vs clean: FP32 {s['psnr_ref_fp32_mean']:.2f} dB, {res.precision.upper()} "

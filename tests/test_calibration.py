@@ -11,7 +11,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from ftrt.calibration import CalibrationDataError, calibrate_int8, convert_fp16_model
+from ftrt.calibration import CalibrationDataError, calibrate_int8, convert_fp16_model, modelopt
 from ftrt.calibration.data import FundusCalibrationReader, ordered_images, parse_shape, select_images
 from ftrt.calibration.int8 import Ranges, collect_ranges
 from ftrt.calibration.report import check
@@ -138,3 +138,65 @@ def test_cli_threshold_exit_code_and_no_overwrite(random_onnx: Path, fundus_dir:
     res = runner.invoke(main, ["calibrate", str(random_onnx), "--images", str(tmp_path / "nothing-here"), "-o",
                                str(tmp_path / "x.onnx")])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def _modelopt_or_skip() -> None:
+    if modelopt.version() is None:
+        pytest.skip("NVIDIA ModelOpt is not installed here (pip install 'nvidia-modelopt[onnx]', in its own "
+                    "environment: it pins onnxruntime-gpu)")
+
+
+def test_modelopt_int8_and_fp16_within_threshold(random_onnx: Path, fundus_dir: Path, tmp_path: Path) -> None:
+    """The same decisions through NVIDIA ModelOpt's quantizer and AutoCast, wherever ModelOpt is installed."""
+    _modelopt_or_skip()
+    fp32_meta = get_metadata(onnx.load(str(random_onnx)))
+    res = calibrate_int8(random_onnx, [str(fundus_dir)], tmp_path / "mo.int8.onnx", num=3, shapes=["96x96"],
+                         eval_num=2, quantizer="modelopt", progress=False, log=lambda m: None)
+    proto = onnx.load(str(tmp_path / "mo.int8.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+    meta = get_metadata(proto)
+    assert meta["quantizer"].startswith("nvidia-modelopt") and meta["precision"] == "int8-qdq"
+    assert meta["pad_multiple"] == fp32_meta["pad_multiple"]  # ModelOpt drops metadata; ftrt puts it back
+    assert res.report["summary"]["psnr_vs_fp32_worst"] >= 35.0 and not res.failures
+    res = convert_fp16_model(random_onnx, tmp_path / "mo.fp16.onnx", images=[str(fundus_dir)], eval_num=2,
+                             converter="modelopt", progress=False)
+    proto = onnx.load(str(tmp_path / "mo.fp16.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    assert get_metadata(proto)["converter"].endswith("AutoCast")
+    assert res.report["summary"]["psnr_vs_fp32_worst"] >= 45.0 and not res.failures
+
+
+def test_quantizer_and_converter_choice(monkeypatch: pytest.MonkeyPatch, random_onnx: Path, fundus_dir: Path,
+                                        tmp_path: Path) -> None:
+    monkeypatch.setattr(modelopt, "version", lambda: None)
+    assert modelopt.choose("auto", "--quantizer") == "ftrt"
+    with pytest.raises(ValueError, match="ModelOpt is not installed"):
+        modelopt.choose("modelopt", "--converter")
+    with pytest.raises(ValueError, match="unknown --quantizer 'tensorrt'"):
+        modelopt.choose("tensorrt", "--quantizer")
+    res = CliRunner().invoke(main, ["calibrate", str(random_onnx), "--images", str(fundus_dir), "-o",
+                                    str(tmp_path / "x.onnx"), "--quantizer", "modelopt"])
+    assert res.exit_code == 2 and "pip install 'nvidia-modelopt[onnx]'" in res.output
+    monkeypatch.setattr(modelopt, "version", lambda: "0.47.0")
+    assert modelopt.choose("auto", "--quantizer") == "modelopt" and modelopt.choose("ftrt", "--quantizer") == "ftrt"
+    with pytest.raises(ValueError, match="percentile"):  # ModelOpt has no percentile calibrator
+        calibrate_int8(random_onnx, [str(fundus_dir)], tmp_path / "x.onnx", method="percentile",
+                       quantizer="modelopt", progress=False, log=lambda m: None)
+
+
+def test_report_runs_both_models_at_the_fp32_working_size(fundus_dir: Path, tmp_path: Path) -> None:
+    """A low-precision file that lost its metadata must still be compared at the FP32 model's working size."""
+    from ftrt.calibration.report import precision_report
+    from ftrt.runtime.models import WEIGHTS_DIR
+
+    fp32 = WEIGHTS_DIR / "res-s.onnx"
+    bare = onnx.load(str(fp32))
+    assert get_metadata(bare).get("work_side")
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    rep = precision_report(fp32, tmp_path / "bare.onnx", sorted(fundus_dir.glob("*.png"))[:2], "fp32",
+                           threads=1, progress=False)
+    assert rep["summary"]["psnr_vs_fp32_worst"] == 99.0  # same weights, same size: identical outputs

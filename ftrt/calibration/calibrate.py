@@ -18,7 +18,9 @@ from typing import Any
 import onnx
 
 from ftrt.calibration.data import FundusCalibrationReader, fundus_crop, parse_shape, select_images
-from ftrt.calibration.int8 import collect_ranges, default_keep, named_copy, quantize_qdq, search_keep
+from ftrt.calibration import modelopt
+from ftrt.calibration.int8 import (collect_ranges, default_keep, named_copy, quantize_qdq, require_range_cache,
+                                   search_keep)
 from ftrt.calibration.report import MIN_PSNR, check, precision_report, psnr_score, write_report
 from ftrt.calibration.trt_cache import DEFAULT_VERSION, write_cache
 from ftrt.export.metadata import get_metadata, set_metadata
@@ -67,9 +69,18 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
                    shapes: list[str] | None = None, keep: str = "auto", cache: str | Path | None = None,
                    trt_version: int = DEFAULT_VERSION, report_path: str | Path | None = None,
                    min_psnr: float = MIN_PSNR["int8"], eval_num: int = 8, seed: int = 0,
-                   threads: int | None = None, progress: bool = True,
+                   threads: int | None = None, progress: bool = True, quantizer: str = "auto",
                    log: Callable[[str], None] = print) -> PrecisionResult:
+    """``quantizer``: ``modelopt`` (NVIDIA ModelOpt's ONNX quantizer), ``ftrt`` (onnxruntime.quantization's
+    static Q/DQ path) or ``auto`` (ModelOpt when installed). ftrt decides the ranges' method, the kept
+    nodes and the report either way."""
     _check_restorer(model)
+    quantizer = modelopt.choose(quantizer, "--quantizer")
+    if quantizer == "ftrt":
+        require_range_cache()  # fail before any calibration work
+    if quantizer == "modelopt" and method not in modelopt.METHODS:
+        raise ValueError(f"--method {method}: ModelOpt calibrates with {' or '.join(modelopt.METHODS)} only; "
+                         "use --quantizer ftrt for percentile")
     scorer = _scorer(threads)
     sel = select_images(images, num, seed, scorer)
     for line in sel.rejected:
@@ -82,10 +93,20 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
         named = named_copy(model, Path(tmp) / "fp32.onnx")
         ranges = collect_ranges(named, FundusCalibrationReader(sel.used, shape_list, progress=progress), method)
         proto = onnx.load(str(named))
+        if quantizer == "modelopt":
+            reader = FundusCalibrationReader(sel.used, shape_list, progress=False)
+
+            def quantize(dest: Path, kept: list[str]) -> onnx.ModelProto:
+                return modelopt.quantize_int8(named, reader.samples(), dest, method, kept)
+            by = f"nvidia-modelopt {modelopt.version()}"
+        else:
+            def quantize(dest: Path, kept: list[str]) -> onnx.ModelProto:
+                return quantize_qdq(named, dest, ranges, kept)
+            by = f"onnxruntime {_ort_version()}"
         if keep == "auto":
             h, w = shape_list[0]
             probe = [fundus_crop(read_image(p)[0], (h, w))[None] for p in sel.used[:2]]
-            search = search_keep(named, ranges, default_keep(proto), psnr_score(named, probe, threads),
+            search = search_keep(named, quantize, default_keep(proto), psnr_score(named, probe, threads),
                                  target_db=min_psnr + 1.0, log=log)
             kept, search_history = search.keep, search.history
         else:
@@ -97,15 +118,16 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
             search_history = []
         out.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tmp) / "int8.onnx"
-        q = quantize_qdq(named, staged, ranges, kept)
-        meta = {**get_metadata(proto), "precision": "int8-qdq", "calibration": method,
+        q = quantize(staged, kept)
+        meta = {**get_metadata(proto), "precision": "int8-qdq", "quantizer": by, "calibration": method,
                 "calibration_images": str(len(sel.used)), "calibration_shapes": ",".join(f"{h}x{w}" for h, w in shape_list),
                 "fp32_nodes": ",".join(kept)}
         set_metadata(q, meta)
         onnx.checker.check_model(q, full_check=True)
         onnx.save(q, str(staged))
         _copy(staged, out)
-    details: dict[str, Any] = {"method": method, "calibration_images": len(sel.used), "rejected": sel.rejected,
+    details: dict[str, Any] = {"quantizer": by, "method": method, "calibration_images": len(sel.used),
+                               "rejected": sel.rejected,
                                "shapes": [f"{h}x{w}" for h, w in shape_list], "fp32_nodes": kept,
                                "keep_search": search_history, "quantized_convs": _count_qdq_convs(q)}
     if cache:
@@ -116,23 +138,34 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
 
 def convert_fp16_model(model: str | Path, out: str | Path, *, images: list[str] | None = None,
                        report_path: str | Path | None = None, min_psnr: float = MIN_PSNR["fp16"], eval_num: int = 8,
-                       seed: int = 0, threads: int | None = None, progress: bool = True) -> PrecisionResult:
+                       seed: int = 0, threads: int | None = None, progress: bool = True,
+                       converter: str = "auto") -> PrecisionResult:
+    """``converter``: ``modelopt`` (ModelOpt AutoCast), ``ftrt`` (onnxconverter-common) or ``auto``
+    (ModelOpt when installed); the same FP32 rules either way."""
     from ftrt.export.fp16 import convert_fp16
 
     _check_restorer(model)
+    converter = modelopt.choose(converter, "--converter")
     proto = onnx.load(str(model))
-    half = convert_fp16(proto)
-    set_metadata(half, {**get_metadata(proto), "precision": "fp16-mixed"})
-    onnx.checker.check_model(half, full_check=True)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="ftrt-fp16.") as tmp:
+        # Without images, the report runs on the CC0 sample photograph (written into the temp folder).
+        eval_images = select_images(images, eval_num, seed).used if images else [_sample_path(Path(tmp))]
+        if converter == "modelopt":
+            shape = default_shapes(model)[0]  # the working size when the model has one
+            half = modelopt.autocast_fp16(model, fundus_crop(read_image(eval_images[0])[0], shape)[None])
+            by = f"nvidia-modelopt {modelopt.version()} AutoCast"
+        else:
+            half = convert_fp16(proto)
+            by = "onnxconverter-common"
+        set_metadata(half, {**get_metadata(proto), "precision": "fp16-mixed", "converter": by})
+        onnx.checker.check_model(half, full_check=True)
         staged = Path(tmp) / out.name
         onnx.save(half, str(staged))
         _copy(staged, out)
-        # Without images, the report runs on the CC0 sample photograph (written into the temp folder).
-        eval_images = select_images(images, eval_num, seed).used if images else [_sample_path(Path(tmp))]
         return _finish(model, out, "fp16", eval_images, True, _scorer(threads), min_psnr, report_path, threads,
-                       progress, {"fp32_ops": "LayerNorm reductions, output head (last conv, tanh, residual add)"})
+                       progress, {"converter": by,
+                                  "fp32_ops": "LayerNorm reductions, output head (last conv, tanh, residual add)"})
 
 
 def _finish(model: str | Path, out: Path, precision: str, eval_images: list[Path], held_out: bool, scorer: Any,
@@ -143,6 +176,12 @@ def _finish(model: str | Path, out: Path, precision: str, eval_images: list[Path
     failures = check(report, min_psnr)
     files = write_report(report, report_path, {**details, "min_psnr_db": min_psnr}) if report_path else []
     return PrecisionResult(out, precision, report, failures, files, details)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
 
 
 def _count_qdq_convs(proto: onnx.ModelProto) -> int:

@@ -98,7 +98,10 @@ def default_keep(proto: onnx.ModelProto) -> list[str]:
 def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: list[str]) -> onnx.ModelProto:
     """Write a Q/DQ INT8 model: per-channel symmetric weights, symmetric activations, Conv only."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    require_range_cache()
+    from onnxruntime.quantization.calibrate import save_tensors_data
 
     data = TensorsData(_ort_method(ranges.method), {
         k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.ranges.items()})
@@ -116,6 +119,16 @@ def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: 
     return onnx.load(str(out))
 
 
+def require_range_cache() -> None:
+    """ftrt's Q/DQ writer hands ``quantize_static`` precomputed ranges, which onnxruntime reads from 1.27 on."""
+    import onnxruntime
+    from onnxruntime.quantization import calibrate
+
+    if not hasattr(calibrate, "save_tensors_data"):
+        raise ValueError(f"ftrt's own Q/DQ writer needs onnxruntime >= 1.27 (quantize_static reading precomputed "
+                         f"ranges); this is {onnxruntime.__version__}: upgrade it, or use --quantizer modelopt")
+
+
 def named_copy(model_path: str | Path, dest: Path) -> Path:
     """A copy of the model with every node named (``nodes_to_exclude`` and reports refer to names)."""
     from ftrt.export.fp16 import name_nodes
@@ -131,7 +144,10 @@ class KeepSearch:
     history: list[dict[str, object]] = field(default_factory=list)
 
 
-def search_keep(model_path: Path, ranges: Ranges, base_keep: list[str], score: Callable[[Path], float],
+Quantizer = Callable[[Path, list[str]], object]  # (output path, nodes kept FP32) -> writes a Q/DQ model
+
+
+def search_keep(model_path: Path, quantize: Quantizer, base_keep: list[str], score: Callable[[Path], float],
                 target_db: float, max_extra: int = 8, log: Callable[[str], None] = print) -> KeepSearch:
     """Keep more convolutions in FP32 until ``score`` (PSNR vs FP32, dB) reaches ``target_db``.
 
@@ -143,7 +159,7 @@ def search_keep(model_path: Path, ranges: Ranges, base_keep: list[str], score: C
     result = KeepSearch(list(base_keep))
     with tempfile.TemporaryDirectory(prefix="ftrt-sens.") as tmp:
         trial = Path(tmp) / "trial.onnx"
-        quantize_qdq(model_path, trial, ranges, result.keep)
+        quantize(trial, result.keep)
         db = score(trial)
         result.history.append({"keep": list(result.keep), "psnr_db": db})
         if db >= target_db:
@@ -153,11 +169,11 @@ def search_keep(model_path: Path, ranges: Ranges, base_keep: list[str], score: C
         sensitivity = {}
         all_convs = conv_nodes(proto)
         for name in candidates:
-            quantize_qdq(model_path, trial, ranges, [n for n in all_convs if n != name])
+            quantize(trial, [n for n in all_convs if n != name])
             sensitivity[name] = score(trial)
         for name in sorted(sensitivity, key=sensitivity.get)[:max_extra]:
             result.keep.append(name)
-            quantize_qdq(model_path, trial, ranges, result.keep)
+            quantize(trial, result.keep)
             db = score(trial)
             result.history.append({"keep": list(result.keep), "psnr_db": db,
                                    "layer_alone_psnr_db": sensitivity[name]})

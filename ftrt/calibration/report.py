@@ -34,10 +34,11 @@ def _finite(v: float) -> float:
 def precision_report(fp32: str | Path, low: str | Path, images: list[Path], precision: str, seed: int = 0,
                      max_side: int | None = None, scorer: Any = None, threads: int | None = None,
                      progress: bool = True, held_out: bool = True) -> dict[str, Any]:
-    cfg = PipelineConfig(max_side=max_side)
     rows = []
     with OrtBackend(fp32, threads=threads) as be32, OrtBackend(low, threads=threads) as be_low:
-        ref_pipe, low_pipe = FundusPipeline(be32, cfg), FundusPipeline(be_low, cfg)
+        ref_pipe = FundusPipeline(be32, PipelineConfig(max_side=max_side))
+        # Both at the FP32 model's working size: a converter that dropped the metadata must not change it.
+        low_pipe = FundusPipeline(be_low, PipelineConfig(max_side=ref_pipe.work_side or 0))
         for i, path in enumerate(tqdm(images, desc=f"report {precision}", disable=not progress, unit="img")):
             img, _ = read_image(path)
             mask = fov_mask(img)

@@ -18,7 +18,7 @@ import onnx
 FP32_OPS = ["ReduceMean", "Sqrt", "Reciprocal", "Div", "Pow"]
 
 
-def _head_nodes(proto: onnx.ModelProto) -> list[str]:
+def head_nodes(proto: onnx.ModelProto) -> list[str]:
     """The last Conv, tanh and residual add stay FP32: they decide the final 8-bit value.
 
     (The crop Slices after them carry FP32 anyway; blocking them too trips the
@@ -83,7 +83,7 @@ def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "number will be truncated" for every tiny weight
         half = float16.convert_float_to_float16(
-            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)), node_block_list=_head_nodes(proto),
+            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)), node_block_list=head_nodes(proto),
             disable_shape_infer=False,
         )
     return half
