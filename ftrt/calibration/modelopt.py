@@ -55,8 +55,8 @@ def _opset(proto: onnx.ModelProto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _with_metadata(proto: onnx.ModelProto, source: onnx.ModelProto, extra: dict[str, str]) -> onnx.ModelProto:
-    set_metadata(proto, {**get_metadata(source), **extra})
+def _with_metadata(proto: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
+    set_metadata(proto, get_metadata(source))
     return proto
 
 
@@ -75,18 +75,18 @@ class _Reader:
 
 def quantize_int8(named: Path, samples: Iterator[dict[str, np.ndarray]], out: Path, method: str,
                   keep: list[str]) -> onnx.ModelProto:
-    """Q/DQ INT8 through ModelOpt: Conv only, ``keep`` in FP32, FP32 elsewhere (not FP16: ORT CPU runs it too)."""
+    """Q/DQ INT8 through ModelOpt: Conv only, ``keep`` in FP32, FP32 elsewhere (not FP16: ORT CPU runs it too).
+
+    ``method`` is one of :data:`METHODS` (``calibrate_int8`` refuses the others before any work).
+    """
     from modelopt.onnx.quantization import quantize
 
-    if method not in METHODS:
-        raise ValueError(f"ModelOpt has no {method!r} calibration; use {' or '.join(METHODS)}, "
-                         "or --quantizer ftrt")
     source = onnx.load(str(named))
     quantize(str(named), quantize_mode="int8", calibration_data_reader=_Reader(samples),
              calibration_method=METHODS[method], calibration_eps=["cpu"], op_types_to_quantize=["Conv"],
              nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep], high_precision_dtype="fp32",
              opset=_opset(source), output_path=str(out), log_level="WARNING")
-    return _with_metadata(onnx.load(str(out)), source, {})
+    return _with_metadata(onnx.load(str(out)), source)
 
 
 def autocast_fp16(model: str | Path, sample: np.ndarray, input_name: str = "image") -> onnx.ModelProto:
@@ -106,4 +106,4 @@ def autocast_fp16(model: str | Path, sample: np.ndarray, input_name: str = "imag
             str(named), low_precision_type="fp16", keep_io_types=True, providers=["cpu"], opset=_opset(source),
             op_types_to_exclude=list(FP32_OPS), nodes_to_exclude=[f"^{re.escape(n)}$" for n in head_nodes(source)],
             calibration_data=str(data))
-    return _with_metadata(half, source, {})
+    return _with_metadata(half, source)

@@ -9,7 +9,7 @@ group, and the activations leave and re-enter the blocked layout around each
 one. Merging neighbouring groups into one group with a block-diagonal weight
 (zeros between the original groups) computes the same sums (the added terms
 are exact zeros) with twice the multiply-adds, but in the blocked kernels:
-about 1.3x faster for the whole restorer on an AVX-512 Xeon
+1.2-1.3x faster for the whole restorer on an AVX-512 Xeon
 (benchmarks/results/cpu_latency.md). It is a load-time rewrite for the CPU
 provider only: the ONNX file keeps its real grouped convolutions, which is
 what TensorRT and the GPU providers want.
@@ -47,7 +47,7 @@ def mlas_block_size(features: dict[str, bool] | None = None, machine: str | None
     0 means "not known to use NCHWc", and no rewrite is done.
     """
     machine = (machine or platform.machine()).lower()
-    if machine not in ("x86_64", "amd64", "x64", "i686", "x86"):
+    if machine not in ("x86_64", "amd64", "x64"):  # MLAS blocks its x86 convolutions on 64-bit builds
         return 0
     features = _cpu_features() if features is None else features
     if features.get("AVX512F"):
