@@ -91,13 +91,15 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="ftrt-int8.") as tmp:
         named = named_copy(model, Path(tmp) / "fp32.onnx")
-        ranges = collect_ranges(named, FundusCalibrationReader(sel.used, shape_list, progress=progress), method)
+        reader = FundusCalibrationReader(sel.used, shape_list, progress=progress)
+        # ftrt's own ranges feed its Q/DQ writer and the TensorRT cache; ModelOpt calibrates by itself.
+        ranges = collect_ranges(named, reader, method) if quantizer == "ftrt" or cache else None
         proto = onnx.load(str(named))
         if quantizer == "modelopt":
-            reader = FundusCalibrationReader(sel.used, shape_list, progress=False)
+            opset = modelopt.opset_of(proto)
 
             def quantize(dest: Path, kept: list[str]) -> onnx.ModelProto:
-                return modelopt.quantize_int8(named, reader.samples(), dest, method, kept)
+                return modelopt.quantize_int8(named, reader.samples(), dest, method, kept, opset)
             by = f"nvidia-modelopt {modelopt.version()}"
         else:
             def quantize(dest: Path, kept: list[str]) -> onnx.ModelProto:

@@ -3,9 +3,9 @@
 ftrt hands them the decisions it makes itself (Conv-only INT8 with the kept
 convolutions in FP32, per-channel weights; FP16 with the reductions and the
 output head in FP32, FP32 I/O), so either path gives a model of the same
-shape, measured by the same report. ModelOpt drops ``metadata_props``; they are
-copied back, otherwise the pipeline would run the result at another working
-resolution than the FP32 model.
+shape, measured by the same report. ModelOpt drops ``metadata_props``, like
+onnxruntime's quantizer: ``calibrate_int8`` and ``convert_fp16_model`` write
+the FP32 model's metadata onto whatever either path returns.
 
 ModelOpt's ``[onnx]`` extra pins onnxruntime-gpu (and onnx) to versions of its
 own, so it lives in its own environment rather than in ftrt's extras.
@@ -22,7 +22,6 @@ import numpy as np
 import onnx
 
 from ftrt.export.fp16 import FP32_OPS, head_nodes, name_nodes
-from ftrt.export.metadata import get_metadata, set_metadata
 
 # ftrt's calibration method names -> ModelOpt's (it has no percentile calibrator).
 METHODS = {"minmax": "max", "entropy": "entropy"}
@@ -51,13 +50,8 @@ def choose(requested: str, what: str) -> str:
     return requested
 
 
-def _opset(proto: onnx.ModelProto) -> int:
+def opset_of(proto: onnx.ModelProto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def _with_metadata(proto: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
-    set_metadata(proto, get_metadata(source))
-    return proto
 
 
 class _Reader:
@@ -74,19 +68,18 @@ class _Reader:
 
 
 def quantize_int8(named: Path, samples: Iterator[dict[str, np.ndarray]], out: Path, method: str,
-                  keep: list[str]) -> onnx.ModelProto:
+                  keep: list[str], opset: int) -> onnx.ModelProto:
     """Q/DQ INT8 through ModelOpt: Conv only, ``keep`` in FP32, FP32 elsewhere (not FP16: ORT CPU runs it too).
 
     ``method`` is one of :data:`METHODS` (``calibrate_int8`` refuses the others before any work).
     """
     from modelopt.onnx.quantization import quantize
 
-    source = onnx.load(str(named))
     quantize(str(named), quantize_mode="int8", calibration_data_reader=_Reader(samples),
              calibration_method=METHODS[method], calibration_eps=["cpu"], op_types_to_quantize=["Conv"],
              nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep], high_precision_dtype="fp32",
-             opset=_opset(source), output_path=str(out), log_level="WARNING")
-    return _with_metadata(onnx.load(str(out)), source)
+             opset=opset, output_path=str(out), log_level="WARNING")
+    return onnx.load(str(out))
 
 
 def autocast_fp16(model: str | Path, sample: np.ndarray, input_name: str = "image") -> onnx.ModelProto:
@@ -103,7 +96,7 @@ def autocast_fp16(model: str | Path, sample: np.ndarray, input_name: str = "imag
         onnx.save(source, str(named))
         np.savez(data, **{input_name: np.ascontiguousarray(sample, dtype=np.float32)})
         half = convert_to_mixed_precision(
-            str(named), low_precision_type="fp16", keep_io_types=True, providers=["cpu"], opset=_opset(source),
+            str(named), low_precision_type="fp16", keep_io_types=True, providers=["cpu"], opset=opset_of(source),
             op_types_to_exclude=list(FP32_OPS), nodes_to_exclude=[f"^{re.escape(n)}$" for n in head_nodes(source)],
             calibration_data=str(data))
-    return _with_metadata(half, source)
+    return half
