@@ -574,6 +574,34 @@ def train_restorer(config_path: str | None, data: tuple[str, ...], real_lq: tupl
     _train(lambda: RestorerTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
+@train.command("colour-head")
+@click.option("--init", default="res-s", show_default=True,
+              help="Restorer with an affine head (shipped name, .safetensors or run folder).")
+@click.option("--data", multiple=True, required=True,
+              help="GOOD photographs from the camera to calibrate for (repeatable).")
+@click.option("--out", default="runs/colour-head", show_default=True, help="Run folder.")
+@click.option("--kind", type=click.Choice(DEGRADE_KINDS[:3]), default="mixed", show_default=True)
+@click.option("--samples", type=int, default=24, show_default=True, help="Degraded versions of each photograph.")
+@click.option("--steps", type=int, default=400, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Degradations and the validation hold-out (use the restorer run's seed to hold out the same).")
+@click.option("--no-progress", is_flag=True)
+def train_colour_head(init: str, data: tuple[str, ...], out: str, kind: str, samples: int, steps: int, lr: float,
+                      seed: int, no_progress: bool) -> None:
+    """Fit the global colour head to one camera: whole photographs, network frozen (minutes on a CPU)."""
+    from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
+
+    cfg = ColourHeadConfig(init=init, data=list(data), out=out, kind=kind, samples=samples, steps=steps, lr=lr,
+                           seed=seed)
+    try:
+        result = fit_colour_head(cfg, progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    click.echo(json.dumps(result, indent=2))
+
+
 @train.command("syn")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
 @click.option("--good", multiple=True, help="Folder, file or glob of GOOD photographs (repeatable).")

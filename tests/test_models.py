@@ -112,3 +112,42 @@ def test_illumination_head_starts_as_identity_and_corrects_a_smooth_cast(tmp_pat
     assert torch.allclose(y, expected, atol=1e-6)
     res = export_onnx(m, tmp_path / "affine.onnx", preset="res-s")
     assert max(r["max_abs_err"] for r in res.parity) < 1e-4
+
+
+def test_global_colour_head_sees_the_fov_only_and_exports(tmp_path) -> None:
+    """The global term: identity at init, one gain per photograph, blind to the black surround; FP32 and FP16 export."""
+    from ftrt.export import export_onnx
+    from ftrt.models.unet import fov_statistics
+
+    with pytest.raises(ValueError, match="affine_head"):
+        build_model("res-s", global_head=True)
+    m = build_model("res-s", affine_head=True, global_head=True).eval()
+    x = torch.rand(1, 3, 48, 64) * 0.5 + 0.3
+    with torch.no_grad():
+        assert torch.equal(m(x), x)
+        m.global_head[2].bias.copy_(torch.tensor([0.2, 0.0, 0.0, 0.0, 0.0, -0.1]))
+        y = m(x)
+    expected = x * torch.tensor([1.2, 1.0, 1.0]).view(1, 3, 1, 1) - torch.tensor([0.0, 0.0, 0.1]).view(1, 3, 1, 1)
+    assert torch.allclose(y, expected, atol=1e-6)
+    # More black border around the same FOV pixels leaves the colour statistics unchanged.
+    framed = torch.zeros(1, 3, 96, 128)
+    framed[..., 24:72, 32:96] = x
+    feat, feat_framed = torch.zeros(1, 4, 6, 8), torch.zeros(1, 4, 12, 16)
+    assert torch.allclose(fov_statistics(x, feat, 8)[:, :6], fov_statistics(framed, feat_framed, 8)[:, :6], atol=1e-5)
+    torch.manual_seed(0)
+    for p in m.global_head.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    res = export_onnx(m, tmp_path / "global.onnx", preset="res-s")
+    assert max(r["max_abs_err"] for r in res.parity) < 1e-4
+    # INT8's default keep list leaves both colour heads in FP32, with the first and last convs.
+    import onnx
+
+    from ftrt.calibration.int8 import default_keep
+
+    proto = onnx.load(str(tmp_path / "global.onnx"))
+    out_dims = [d.dim_value or d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert out_dims == ["batch", 3, "height", "width"]
+    kept = default_keep(proto)
+    assert len(kept) == 5 and sum("head" in k or "affine" in k for k in kept) == 3
+    half = export_onnx(m, tmp_path / "global16.onnx", preset="res-s", fp16=True)
+    assert half.fp16_psnr_db is not None and half.fp16_psnr_db > 45

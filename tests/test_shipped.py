@@ -21,14 +21,15 @@ from ftrt.runtime import FundusPipeline, PipelineConfig, open_backend
 pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "res-s.onnx").exists(), reason="no shipped res-s yet")
 
 
-def test_card_weights_and_onnx_agree() -> None:
-    card = json.loads((WEIGHTS_DIR / "res-s.json").read_text())
-    model, meta = load_model("res-s")
+@pytest.mark.parametrize("name", ["res-s", "res-s-drive"])
+def test_card_weights_and_onnx_agree(name: str) -> None:
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    model, meta = load_model(name)
     assert meta["card_id"] == card["id"] and meta["preset"] == card["preset"] == "res-s"
     assert card["parameters"] == count_parameters(model)
-    onnx_meta = get_metadata(onnx.load(str(WEIGHTS_DIR / "res-s.onnx")))
+    onnx_meta = get_metadata(onnx.load(str(WEIGHTS_DIR / f"{name}.onnx")))
     assert onnx_meta["card_id"] == card["id"] and onnx_meta["work_side"] == str(card["work_side"])
-    rows = parity_check(model, (WEIGHTS_DIR / "res-s.onnx").read_bytes(), PARITY_SHAPES, 1e-4)
+    rows = parity_check(model, (WEIGHTS_DIR / f"{name}.onnx").read_bytes(), PARITY_SHAPES, 1e-4)
     assert max(r["max_abs_err"] for r in rows) < 1e-4
 
 

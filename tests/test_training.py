@@ -87,3 +87,46 @@ def test_perceptual_and_gan_terms_train(tiny_data: Path, tmp_path: Path) -> None
     rec = trainer.train_step(lq, gt)
     assert {"pixel", "identity", "perceptual", "gan", "disc"} <= set(rec)
     assert all(np.isfinite(v) for v in rec.values())
+
+
+def test_fine_tuning_may_add_a_head_but_not_change_the_network(tiny_data: Path, tmp_path: Path) -> None:
+    """--init from weights without the global head: the head starts at zero, the rest is loaded unchanged."""
+    from ftrt.models.pretrained import load_model
+
+    base = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True), log=lambda m: None)
+    weights = base.run(progress=False)["weights"]
+    tuned = RestorerTrainer(_cfg(tiny_data, tmp_path / "b", affine_head=True, global_head=True, init=weights),
+                            log=lambda m: None)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(tuned.model(x), load_model(weights)[0](x))
+    with pytest.raises(ValueError, match="init"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "c", init=weights), log=lambda m: None)  # drops a head
+    with pytest.raises(ValueError, match="init"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "d", model="res-m", affine_head=True, init=weights),
+                        log=lambda m: None)
+
+
+def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -> None:
+    """`ftrt train colour-head`: adds the global head to frozen weights and fits it; the rest stays as it was."""
+    from click.testing import CliRunner
+
+    from ftrt.cli import main
+    from ftrt.models.pretrained import load_model
+    from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
+
+    plain = RestorerTrainer(_cfg(tiny_data, tmp_path / "plain", steps=1), log=lambda m: None).run(progress=False)
+    res = CliRunner().invoke(main, ["train", "colour-head", "--init", plain["weights"], "--data", str(tiny_data),
+                                    "--out", str(tmp_path / "x"), "--no-progress"])
+    assert res.exit_code != 0 and "no affine head" in res.output
+    base = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True), log=lambda m: None)
+    weights = base.run(progress=False)["weights"]
+    cfg = ColourHeadConfig(init=weights, data=[str(tiny_data)], out=str(tmp_path / "head"), samples=3, steps=20,
+                           batch_size=2, lr=3e-3, val_images=1, work_side=96)
+    result = fit_colour_head(cfg, progress=False, log=lambda m: None)
+    tuned, meta = load_model(result["weights"])
+    assert meta["kwargs"]["global_head"] and meta["colour_head"]["init"] == weights and len(result["history"]) == 2
+    assert all(np.isfinite(h["val_psnr"]) for h in result["history"])
+    assert tuned.global_head[2].weight.abs().sum() > 0
+    frozen = load_model(weights)[0].state_dict()
+    assert all(torch.equal(v, frozen[k]) for k, v in tuned.state_dict().items() if not k.startswith("global_head."))

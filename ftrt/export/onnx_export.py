@@ -77,6 +77,18 @@ def _export_legacy(model: torch.nn.Module, spec: GraphSpec, opset: int) -> onnx.
     return onnx.load_from_string(buf.getvalue())
 
 
+def _pin_static_output_dims(proto: onnx.ModelProto, spec: GraphSpec, shape: tuple[int, ...]) -> None:
+    """Write the output's static dims into the graph (in place).
+
+    The exporter's own shape inference can lose one: behind the global colour head's FOV statistics
+    the restorer's channel count becomes symbolic, and TensorRT and ``ftrt info`` read the declared shape.
+    """
+    for axis, dim in enumerate(proto.graph.output[0].type.tensor_type.shape.dim):
+        if axis not in spec.output_dynamic:
+            dim.Clear()
+            dim.dim_value = shape[axis]
+
+
 def _export_dynamo(model: torch.nn.Module, spec: GraphSpec, opset: int) -> onnx.ModelProto:
     limits = {0: (1, 256), 2: (32, 16384), 3: (32, 16384)}
     dims = {a: torch.export.Dim(_AXIS_NAMES[a], min=limits[a][0], max=limits[a][1]) for a in spec.dynamic}
@@ -117,6 +129,7 @@ def export_onnx(
     spec = graph_spec(model)
     with torch.no_grad():
         proto = _export_legacy(model, spec, opset) if opset <= 17 else _export_dynamo(model, spec, opset)
+        _pin_static_output_dims(proto, spec, tuple(model(torch.rand(*spec.sample)).shape))
     # FP16 conversion runs on the raw export: after simplification constants are shared between
     # nodes that stay FP32 and nodes that become FP16, which the converter cannot type.
     half = None

@@ -17,7 +17,7 @@ class DenseUNet(nn.Module):
     """
 
     def __init__(self, width: int = 32, stages: int = 4, blocks_per_unit: int = 3, group_width: int = 8,
-                 affine_head: bool = False) -> None:
+                 affine_head: bool = False, global_head: bool = False) -> None:
         super().__init__()
         self.width = width
         self.stages = stages
@@ -37,6 +37,17 @@ class DenseUNet(nn.Module):
         if self.affine is not None:
             nn.init.zeros_(self.affine.weight)
             nn.init.zeros_(self.affine.bias)
+        # Optional global colour term for that head: brightness, contrast and colour casts are one number per
+        # channel for the whole photograph, which the convolutional head can only estimate from each pixel's
+        # neighbourhood. Statistics pooled over the FOV feed a small MLP that shifts the affine map.
+        if global_head and not affine_head:
+            raise ValueError("global_head refines the affine head: set affine_head=True as well")
+        self.global_head: nn.Sequential | None = None
+        if global_head:
+            last = nn.Conv2d(64, 6, 1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.global_head = nn.Sequential(nn.Conv2d(chans[-1] + 6, 64, 1), nn.GELU(), last)
         self.out_proj = nn.Conv2d(width, 3, 5, padding=2)
         # Zero head: the untrained network is the identity, which the identity loss wants anyway.
         nn.init.zeros_(self.out_proj.weight)
@@ -44,26 +55,63 @@ class DenseUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
+        xp = self.pad(x)
+        feat, skips = self.encode(xp)
+        base = xp
+        if self.affine is not None:
+            coef = self.local_colour(feat)
+            if self.global_head is not None:
+                coef = coef + self.global_head(fov_statistics(xp, feat, self.pad_multiple))
+            base = apply_colour(xp, coef)
+        out = base + self.decode(feat, skips)
+        return out[:, :, :h, :w]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
         m = self.pad_multiple
-        ph = (m - h % m) % m
-        pw = (m - w % m) % m
-        xp = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        return F.pad(x, (0, (m - x.shape[-1] % m) % m, 0, (m - x.shape[-2] % m) % m), mode="reflect")
+
+    def encode(self, xp: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Bottleneck features and the skips of a padded input."""
         feat = self.in_proj(xp)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
             feat = enc(feat)
             skips.append(feat)
             feat = down(feat)
-        feat = self.bottleneck(feat)
-        base = xp
-        if self.affine is not None:
-            coef = F.interpolate(self.affine(feat), scale_factor=float(m), mode="bilinear", align_corners=False)
-            base = xp * (1.0 + coef[:, :3]) + coef[:, 3:]
+        return self.bottleneck(feat), skips
+
+    def local_colour(self, feat: torch.Tensor) -> torch.Tensor:
+        """The affine head's per-pixel gain (3) and offset (3) at input resolution."""
+        assert self.affine is not None
+        return F.interpolate(self.affine(feat), scale_factor=float(self.pad_multiple), mode="bilinear",
+                             align_corners=False)
+
+    def decode(self, feat: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The fine residual added to the (colour-corrected) input."""
         for i in reversed(range(self.stages)):
             feat = self.ups[i](F.interpolate(feat, scale_factor=2.0, mode="nearest"))
             feat = self.fuse[i](self.dec_blocks[i](torch.cat([feat, skips[i]], dim=1)))
-        out = base + torch.tanh(self.out_proj(feat))
-        return out[:, :, :h, :w]
+        return torch.tanh(self.out_proj(feat))
+
+
+def apply_colour(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    return x * (1.0 + coef[:, :3]) + coef[:, 3:]
+
+
+def fov_statistics(x: torch.Tensor, feat: torch.Tensor, factor: int) -> torch.Tensor:
+    """Per-image mean and spread of the input colour and the mean features, over the FOV only.
+
+    The black surround is excluded (it would make the statistics depend on how much border a crop
+    or camera has). Means, not sums: a sum over a large photograph overflows FP16.
+    """
+    # Where, not a bool Cast: the FP16 converter leaves a Cast's target type at FP32.
+    w = torch.where(x.amax(dim=1, keepdim=True) > 0.02, 1.0, 0.0)
+    share = w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    mu = (x * w).mean(dim=(2, 3), keepdim=True) / share
+    var = ((x - mu) ** 2 * w).mean(dim=(2, 3), keepdim=True) / share
+    wf = F.avg_pool2d(w, factor)
+    fmu = (feat * wf).mean(dim=(2, 3), keepdim=True) / wf.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    return torch.cat([mu, torch.sqrt(var + 1e-6), fmu], dim=1)
 
 
 class PatchDiscriminator(nn.Module):

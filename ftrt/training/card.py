@@ -8,12 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftrt.models.pretrained import read_metadata
+from ftrt.models.pretrained import WEIGHTS_DIR, read_metadata
 from ftrt.training.checkpoint import load_weights, save_weights
 
 
 def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
     meta = read_metadata(run_dir / "final.safetensors")
+    if "colour_head" in meta:
+        return _colour_head_card(meta, name, notes)
     state = json.loads((run_dir / "last" / "state.json").read_text())
     cfg = state["config"]
     return {
@@ -46,6 +48,21 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
     }
 
 
+def _colour_head_card(meta: dict[str, Any], name: str, notes: dict[str, Any] | None) -> dict[str, Any]:
+    """A `train colour-head` result: the card of the network it froze, plus the head's own fit."""
+    fit = meta["colour_head"]
+    init = Path(fit["init"])
+    shipped = WEIGHTS_DIR / f"{fit['init']}.json"
+    if (init / "last" / "state.json").exists():
+        card = build_card(init, name)
+    elif shipped.exists():
+        card = json.loads(shipped.read_text())
+    else:
+        raise ValueError(f"the colour head's init {fit['init']!r} is neither a run folder nor a shipped model")
+    return {**card, "id": f"{name}@{meta.get('ftrt_version')}-{datetime.now(timezone.utc):%Y%m%d}", "name": name,
+            "kwargs": meta["kwargs"], "parameters": meta["parameters"], "colour_head": fit, **(notes or {})}
+
+
 def classifier_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
     card = json.loads((run_dir / "card.json").read_text())
     return {"id": f"{name}@{card.get('ftrt_version')}-{datetime.now(timezone.utc):%Y%m%d}", "name": name, **card,
@@ -68,6 +85,8 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     save_weights(dest / f"{name}.safetensors", state, meta)
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     log = run / "log.jsonl"
+    if not log.exists() and "colour_head" in card:
+        log = Path(card["colour_head"]["init"]) / "log.jsonl"  # the frozen network's training log
     if log.exists():
         shutil.copyfile(log, dest / f"{name}.train-log.jsonl")
     return dest / f"{name}.safetensors"

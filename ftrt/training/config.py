@@ -43,6 +43,7 @@ class GeneratorConfig:
 @dataclass
 class RestorerConfig(GeneratorConfig):
     affine_head: bool = False  # DenseUNet's illumination head (an ftrt addition to the paper's layout)
+    global_head: bool = False  # its global colour term (needs affine_head)
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576

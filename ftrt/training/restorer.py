@@ -43,6 +43,23 @@ def validate(model: torch.nn.Module, val_set: list[tuple[np.ndarray, np.ndarray,
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))} if ps else {}
 
 
+# DenseUNet option -> the prefix of the weights it adds.
+_HEAD_MODULES = {"affine_head": "affine.", "global_head": "global_head."}
+
+
+def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, Any]) -> None:
+    """Fine-tuning start: the same architecture, or one that only adds heads (those keep their zero init)."""
+    init, meta = load_model(path)
+    old = meta.get("kwargs", {})
+    added = {k for k in set(kwargs) - set(old) if k.endswith("_head") and kwargs[k]}
+    if meta.get("preset") != preset or {k: v for k, v in kwargs.items() if k not in added} != old:
+        raise ValueError(f"init {path!r} is {meta.get('preset')} {old}, not {preset} {kwargs}")
+    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added)
+    new_heads = tuple(_HEAD_MODULES[k] for k in added)
+    if unexpected or any(not k.startswith(new_heads) for k in missing):
+        raise ValueError(f"init {path!r}: weights do not fit {preset} {kwargs}")
+
+
 class RestorerTrainer(TrainingRun):
     """Paired training on synthetic degradations; optionally a mean teacher on real low-quality images."""
 
@@ -50,14 +67,11 @@ class RestorerTrainer(TrainingRun):
                  log: Callable[[str], None] = print) -> None:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        self.model_kwargs = preset_kwargs(cfg.model, **({"affine_head": True} if cfg.affine_head else {}))
+        heads = {k: True for k in ("affine_head", "global_head") if getattr(cfg, k)}
+        self.model_kwargs = preset_kwargs(cfg.model, **heads)
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:
-            init, meta = load_model(cfg.init)
-            if meta.get("preset") != cfg.model or meta.get("kwargs", {}) != self.model_kwargs:
-                raise ValueError(f"init {cfg.init!r} is {meta.get('preset')} {meta.get('kwargs')}, "
-                                 f"not {cfg.model} {self.model_kwargs}")
-            model.load_state_dict(init.state_dict())
+            load_init(model, cfg.init, cfg.model, self.model_kwargs)
         super().__init__(cfg, model, log)
         self.perceptual = self.perceptual_loss(perceptual)
         self.disc = build_model("patch-d") if cfg.w_gan else None
