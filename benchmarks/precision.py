@@ -100,9 +100,10 @@ def main() -> int:
         f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads. "
         f"onnxruntime {ort.__version__}. Batch 1, {args.size}x{args.size}, median of {args.runs} runs after "
         f"{args.warmup} warm-up runs.",
-        f"INT8: MinMax, symmetric, per-channel weights, Conv only, first/last conv FP32 (`--keep auto`), calibrated "
-        f"on {args.num} DRIVE training photographs at {args.size}x{args.size}. Accuracy: {len(eval_paths)} held-out "
-        "DRIVE test photographs degraded (mixed, seed 0) and restored at the model's working size.",
+        f"INT8: MinMax, symmetric, per-channel weights, Conv only, first/last conv and the colour heads FP32 "
+        f"(`--keep auto`), calibrated on {args.num} DRIVE training photographs at {args.size}x{args.size}. "
+        f"Accuracy: {len(eval_paths)} held-out DRIVE test photographs degraded (mixed, seed 0) and restored at the "
+        "model's working size.",
         "",
         "| model | weights | precision | ORT CPU (ms) | speed vs FP32 | PSNR vs FP32 mean / worst (dB) | PSNR vs clean (dB) | notes |",
         "|---|---|---|---:|---:|---:|---:|---|",
