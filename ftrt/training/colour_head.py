@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from ftrt.degrade import degrade
 from ftrt.metrics import psnr
-from ftrt.models.pretrained import load_model
-from ftrt.models.registry import build_model
+from ftrt.models.pretrained import read_metadata, resolve_weights
+from ftrt.models.registry import PRESETS, build_model
 from ftrt.models.unet import DenseUNet, apply_colour, fov_statistics
 from ftrt.training.checkpoint import save_weights
-from ftrt.training.data import FundusImage, load_pool, split_pool
+from ftrt.training.data import FundusImage, load_pool, split_pool, to_chw
 from ftrt.training.losses import pixel_loss
 from ftrt.training.restorer import load_init
 
@@ -59,10 +59,6 @@ class _Sample:
         return (apply_colour(self.x, self.coef + head(self.stats)) + self.residual) * self.mask
 
 
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1) if a.ndim == 3 else a[None]))[None].float()
-
-
 @torch.no_grad()
 def frozen_parts(model: DenseUNet, images: list[FundusImage], cfg: ColourHeadConfig, stream: int,
                  progress: bool) -> list[_Sample]:
@@ -73,13 +69,13 @@ def frozen_parts(model: DenseUNet, images: list[FundusImage], cfg: ColourHeadCon
         im = images[i]
         clean = im.float() * im.mask[..., None]
         lq, _ = degrade(clean, cfg.kind, np.random.default_rng([cfg.seed, stream, i, k]), mask=im.mask)
-        x = _tensor(lq)
+        x = to_chw(lq)[None]
         h, w = x.shape[-2:]
         xp = model.pad(x)
         feat, skips = model.encode(xp)
         crop = (..., slice(0, h), slice(0, w))
         out.append(_Sample(x, model.local_colour(feat)[crop], fov_statistics(xp, feat, model.pad_multiple),
-                           model.decode(feat, skips)[crop], _tensor(clean), _tensor(im.mask.astype(np.float32))))
+                           model.decode(feat, skips)[crop], to_chw(clean)[None], to_chw(im.mask[..., None])[None]))
     return out
 
 
@@ -95,7 +91,10 @@ def fit_colour_head(cfg: ColourHeadConfig, progress: bool = True,
     """Fit (or add and fit) the global colour head of ``cfg.init``; writes ``OUT/final.safetensors``."""
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    base, meta = load_model(cfg.init)
+    # Only the metadata here: load_init below loads the weights (once).
+    meta = read_metadata(resolve_weights(cfg.init))
+    if meta.get("preset") not in PRESETS:
+        raise ValueError(f"{cfg.init!r}: metadata names no known preset")
     kwargs = {**meta.get("kwargs", {}), "global_head": True}
     if not kwargs.get("affine_head"):
         raise ValueError(f"{cfg.init!r} has no affine head: the global colour head refines it")
@@ -134,7 +133,7 @@ def fit_colour_head(cfg: ColourHeadConfig, progress: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     new_meta = {**meta, "kwargs": kwargs, "parameters": sum(p.numel() for p in model.parameters()),
                 "colour_head": {**asdict(cfg), "seconds": round(time.perf_counter() - t0, 1), "history": history}}
-    for key in ("card_id", "name", "weights"):
+    for key in ("card_id", "name"):
         new_meta.pop(key, None)
     final = out / "final.safetensors"
     save_weights(final, {k: v.contiguous() for k, v in model.state_dict().items()}, new_meta)

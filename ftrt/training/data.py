@@ -134,7 +134,7 @@ class PairedDegradationDataset(Dataset):
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         gt = clean * item.mask[..., None]
         lq_c, gt_c = augment(rng, lq[sl], gt[sl])
-        return _chw(lq_c), _chw(gt_c)
+        return to_chw(lq_c), to_chw(gt_c)
 
 
 class UnpairedCropDataset(Dataset):
@@ -160,7 +160,7 @@ class UnpairedCropDataset(Dataset):
         y0, x0 = random_crop_in_fov(rng, g.mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         good, cat = augment(rng, (g.float() * g.mask[..., None])[sl], (c.float() * c.mask[..., None])[sl])
-        return _chw(good), _chw(cat)
+        return to_chw(good), to_chw(cat)
 
 
 class RealCropDataset(Dataset):
@@ -181,7 +181,7 @@ class RealCropDataset(Dataset):
         y0, x0 = random_crop_in_fov(rng, item.mask, crop)
         img = item.float() * item.mask[..., None]
         (c,) = augment(rng, img[y0:y0 + crop, x0:x0 + crop])
-        return _chw(c)
+        return to_chw(c)
 
 
 class ZipDataset(Dataset):
@@ -201,7 +201,7 @@ class ZipDataset(Dataset):
         return tuple(out)
 
 
-def _chw(a: np.ndarray) -> torch.Tensor:
+def to_chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
 
 
