@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ftrt.runtime.backends.ort import OrtBackend
 from ftrt.runtime.cpu_layout import block_diagonal, cpu_model, mlas_block_size, widen_groups
 from ftrt.runtime.models import WEIGHTS_DIR
+from ftrt.runtime.row_pairs import height_multiples, row_pair_convs, row_pair_weight
 
 
 def _conv_model(groups: int, cin: int, cout: int, dtype: int = TensorProto.FLOAT, shared: bool = False,
@@ -113,8 +114,9 @@ def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
     x = np.random.default_rng(3).uniform(size=(1, 3, 61, 97)).astype(np.float32)
     with OrtBackend(model, threads=1, cpu_layout=False) as plain, OrtBackend(model, threads=1) as laid_out:
         assert plain.info.graph == "as exported"
-        if mlas_block_size() == 16:
-            assert "widened to 16-channel NCHWc groups" in laid_out.info.graph
+        if mlas_block_size() == 16:  # encoder and decoder convs on row pairs; the bottleneck's height may be odd
+            assert laid_out.info.graph == ("36 grouped 5x5 convs on row pairs (16 real channels per group), "
+                                           "9 grouped convs widened to 16-channel NCHWc groups")
         np.testing.assert_allclose(laid_out.run(x), plain.run(x), rtol=0, atol=1e-5)
 
 
@@ -137,3 +139,68 @@ print("NO-ONNX-OK")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "NO-ONNX-OK" in proc.stdout
+
+
+def _block_model(pad_multiple: int | None, stride_first: bool = False) -> onnx.ModelProto:
+    """x -> reflect Pad (one row and column) -> a dense block's three grouped 5x5 convs (a = conv(p); s = conv(a) + conv(p)) -> Relu.
+
+    With ``stride_first`` a stride-2 conv halves the height before the block.
+    """
+    rng = np.random.default_rng(4)
+    c, g = 32, 8
+    w = lambda: numpy_helper.from_array(rng.standard_normal((c, g, 5, 5)).astype(np.float32) * 0.1,  # noqa: E731
+                                        f"w{len(inits)}")
+    inits: list[onnx.TensorProto] = []
+    for _ in range(3):
+        inits.append(w())
+    inits.append(numpy_helper.from_array(rng.standard_normal(c).astype(np.float32), "bias"))
+    inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads"))
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect")]
+    src = "p"
+    if stride_first:
+        inits.append(numpy_helper.from_array(rng.standard_normal((c, c, 4, 4)).astype(np.float32) * 0.05, "wd"))
+        nodes.append(helper.make_node("Conv", ["p", "wd"], ["d"], strides=[2, 2], pads=[1, 1, 1, 1]))
+        src = "d"
+    conv = lambda i, o, wn, name, b=(): helper.make_node("Conv", [i, wn, *b], [o], name=name,  # noqa: E731
+                                                          group=c // g, pads=[2, 2, 2, 2])
+    nodes += [conv(src, "a", "w0", "conv1", ("bias",)), conv("a", "b", "w1", "conv2y", ("bias",)),
+              conv(src, "c", "w2", "conv2x"), helper.make_node("Add", ["b", "c"], ["s"]),
+              helper.make_node("Relu", ["s"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, "h2", "w2"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if pad_multiple:
+        helper.set_model_props(model, {"pad_multiple": str(pad_multiple)})
+    return model
+
+
+@pytest.mark.parametrize("height", [23, 35])  # 24 and 36 rows after the pad, as the metadata promises
+def test_row_pairs_compute_the_same_block(height: int) -> None:
+    model = _block_model(pad_multiple=2)
+    x = np.random.default_rng(5).standard_normal((1, 32, height, 29)).astype(np.float32)
+    ref = _run(model, x)
+    changed = row_pair_convs(model, block=16, pad_multiple=2)
+    assert changed == ["conv1", "conv2y", "conv2x"]
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    # one way into the row-pair layout (shared by conv1 and conv2x), one way out after the sum
+    assert ops.count("Transpose") == 2 and ops.count("Conv") == 3
+    assert {t.name for t in model.graph.initializer}.isdisjoint({"w0", "w1", "w2"})  # replaced weights dropped
+    _close(_run(model, x), ref)
+
+
+def test_row_pairs_only_where_the_height_is_known_even() -> None:
+    assert row_pair_convs(_block_model(pad_multiple=None), 16, pad_multiple=0) == []
+    halved = _block_model(pad_multiple=2, stride_first=True)  # even before the stride-2 conv, unknown after
+    assert height_multiples(halved, 2) == {"p": 2}
+    assert row_pair_convs(halved, 16, pad_multiple=2) == []
+    assert height_multiples(_block_model(4, stride_first=True), 4)["s"] == 2
+    assert row_pair_convs(_block_model(pad_multiple=2), block=8, pad_multiple=2) == []  # AVX2: groups already fit
+
+
+def test_row_pair_weight_reads_the_right_rows() -> None:
+    w = np.arange(5, dtype=np.float32).reshape(1, 1, 5, 1) + 1  # one 1-channel group, taps 1..5 for dy -2..2
+    rp = row_pair_weight(w, groups=1)[:, :, :, 0]  # (out phase, in phase, pair row -1/0/+1)
+    # even output row 2i reads rows 2i-2 .. 2i+2: pairs i-1 (both phases), i (both), i+1 (even row)
+    np.testing.assert_array_equal(rp[0], [[1, 3, 5], [2, 4, 0]])
+    np.testing.assert_array_equal(rp[1], [[0, 2, 4], [1, 3, 5]])
