@@ -16,6 +16,7 @@ from ftrt.runtime.backends.ort import OrtBackend
 from ftrt.runtime.cpu_layout import block_diagonal, cpu_model, mlas_block_size, widen_groups
 from ftrt.runtime.models import WEIGHTS_DIR
 from ftrt.runtime.row_pairs import height_multiples, row_pair_convs, row_pair_weight
+from ftrt.runtime.subpixel import phase_weights, subpixel_upsampling
 
 
 def _conv_model(groups: int, cin: int, cout: int, dtype: int = TensorProto.FLOAT, shared: bool = False,
@@ -116,7 +117,8 @@ def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
         assert plain.info.graph == "as exported"
         if mlas_block_size() == 16:  # encoder and decoder convs on row pairs; the bottleneck's height may be odd
             assert laid_out.info.graph == ("36 grouped 5x5 convs on row pairs (16 real channels per group), "
-                                           "9 grouped convs widened to 16-channel NCHWc groups")
+                                           "9 grouped convs widened to 16-channel NCHWc groups, "
+                                           "3 upsampling convs at low resolution")
         np.testing.assert_allclose(laid_out.run(x), plain.run(x), rtol=0, atol=1e-5)
 
 
@@ -204,3 +206,48 @@ def test_row_pair_weight_reads_the_right_rows() -> None:
     # even output row 2i reads rows 2i-2 .. 2i+2: pairs i-1 (both phases), i (both), i+1 (even row)
     np.testing.assert_array_equal(rp[0], [[1, 3, 5], [2, 4, 0]])
     np.testing.assert_array_equal(rp[1], [[0, 2, 4], [1, 3, 5]])
+
+
+def _upsample_model(mode: str = "nearest", second_reader: bool = False) -> onnx.ModelProto:
+    """x -> nearest 2x Resize -> 3x3 Conv (the restorer decoder's upsampling), optionally a second reader."""
+    rng = np.random.default_rng(6)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 24, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["u"], mode=mode,
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Conv", ["u", "w", "b"], ["y"], name="up", pads=[1, 1, 1, 1])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, "h2", "w2"])]
+    if second_reader:
+        nodes.append(helper.make_node("Relu", ["u"], ["r"]))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 24, "h2", "w2"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, "h", "w"])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_upsampling_conv_runs_at_low_resolution_with_the_same_output() -> None:
+    model = _upsample_model()
+    x = np.random.default_rng(7).standard_normal((1, 24, 7, 10)).astype(np.float32)
+    ref = _run(model, x)
+    assert subpixel_upsampling(model) == ["up"]
+    onnx.checker.check_model(model, full_check=True)
+    assert sorted(n.op_type for n in model.graph.node) == ["Concat", "Conv", "Conv", "Conv", "Conv", "DepthToSpace"]
+    assert {t.name for t in model.graph.initializer}.isdisjoint({"w", "scales"})
+    _close(_run(model, x), ref)
+
+
+def test_upsampling_left_alone_unless_it_is_nearest_and_read_once() -> None:
+    for model in (_upsample_model(mode="linear"), _upsample_model(second_reader=True)):
+        before = model.SerializeToString()
+        assert subpixel_upsampling(model) == [] and model.SerializeToString() == before
+
+
+def test_phase_weights_cover_every_tap_once() -> None:
+    w = np.random.default_rng(8).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    phases = phase_weights(w)
+    assert sorted(phases) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for p in phases.values():
+        assert p.shape == (2, 3, 2, 2)
+        np.testing.assert_allclose(p.sum(axis=(2, 3)), w.sum(axis=(2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(phases[0, 0][:, :, 0, 0], w[:, :, 0, 0])  # top-left tap alone on the corner pixel

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ftrt.runtime.row_pairs import row_pair_convs
+from ftrt.runtime.subpixel import subpixel_upsampling
 
 if TYPE_CHECKING:  # onnx is optional for the runtime: without it the file runs as exported
     import onnx
@@ -147,9 +148,12 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
     pad_multiple = int(meta.get("pad_multiple", "0") or 0)
     paired = row_pair_convs(model, block, pad_multiple)
     widened = widen_groups(model, block)
-    if not paired and not widened:
-        return None, "as exported (no grouped conv needs widening)"
+    upsampled = subpixel_upsampling(model)
     done = [f"{len(paired)} grouped 5x5 convs on row pairs ({block} real channels per group)"] if paired else []
     if widened:
         done.append(f"{len(widened)} grouped convs widened to {block}-channel NCHWc groups")
+    if upsampled:
+        done.append(f"{len(upsampled)} upsampling convs at low resolution")
+    if not done:
+        return None, "as exported (no grouped conv needs widening)"
     return model.SerializeToString(), ", ".join(done)
