@@ -20,7 +20,7 @@ convolutions whose input height is a known multiple of 2 are rewritten.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -221,31 +221,32 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
             uses[name] = uses.get(name, 0) + 1
     graph_outputs = {o.name for o in model.graph.output}
     emit = _Emitter(model)
-    paired: dict[str, tuple[str, int, int]] = {}  # original tensor -> (row-pair tensor, C, g)
-    leaving: dict[str, "onnx.NodeProto"] = {}  # original tensor -> the node that leaves the row-pair layout
+    paired: dict[str, _RowPairs] = {}  # original tensor -> its row-pair form
+    leaving: dict[str, list["onnx.NodeProto"]] = {}  # original tensor -> the nodes that leave the layout
     changed: list[str] = []
 
-    def pairs_of(name: str, channels: int, g: int) -> str:
-        if paired.get(name, ("", channels, g))[1:] != (channels, g):
-            return emit.to_pairs(name, channels, g)  # another grouping of the same tensor: its own copy
-        if name not in paired:
-            paired[name] = (emit.to_pairs(name, channels, g), channels, g)
-        return paired[name][0]
+    def pairs_of(name: str, channels: int, g: int) -> _RowPairs:
+        known = paired.get(name)
+        fresh = _RowPairs(emit.to_pairs(name, channels, g), channels, g, emit.fresh("size")) \
+            if known is None or known[1:3] != (channels, g) else known
+        if known is None:
+            paired[name] = fresh
+        return fresh  # another grouping of a tensor already paired gets its own copy
 
-    def leave(z: str, channels: int, g: int, output: str) -> None:
+    def leave(z: _RowPairs, output: str) -> None:
         start = len(emit.nodes)
-        emit.from_pairs(z, channels, g, output)
-        leaving[output] = emit.nodes[start:]  # type: ignore[assignment]
-        paired[output] = (z, channels, g)
+        emit.from_pairs(z.tensor, z.channels, z.g, output)
+        leaving[output] = emit.nodes[start:]
+        paired[output] = z
 
     for node in list(model.graph.node):
         groups = _eligible(node, inits, block)
         if groups and multiples.get(node.input[0], 1) % 2 == 0:
             w = numpy_helper.to_array(inits[node.input[1]])
-            channels, g = w.shape[0], w.shape[1]
+            src = pairs_of(node.input[0], w.shape[0], w.shape[1])
             new_w = numpy_helper.from_array(row_pair_weight(w, groups), emit.fresh("weight"))
             model.graph.initializer.append(new_w)
-            ins = [pairs_of(node.input[0], channels, g), new_w.name]
+            ins = [src.tensor, new_w.name]
             if len(node.input) > 2 and node.input[2]:
                 b = numpy_helper.from_array(row_pair_bias(numpy_helper.to_array(inits[node.input[2]]), groups),
                                             emit.fresh("bias"))
@@ -253,22 +254,48 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
                 ins.append(b.name)
             pads = list(_attr(node, "pads"))  # type: ignore[call-overload]
             z = emit.node("Conv", ins, group=groups, kernel_shape=[3, w.shape[3]], pads=[1, pads[1], 1, pads[3]])
-            leave(z, channels, g, node.output[0])
+            leave(src._replace(tensor=z), node.output[0])
             changed.append(node.name or node.output[0])
             continue
         if node.op_type == "Add" and len(node.input) == 2 and all(
                 i in leaving and uses.get(i, 0) == 1 and i not in graph_outputs for i in node.input):
-            (za, ca, ga), (zb, cb, gb) = paired[node.input[0]], paired[node.input[1]]
-            if (ca, ga) == (cb, gb):  # a sum of two row-pair convs stays in the layout: one way back, not two
+            first, second = paired[node.input[0]], paired[node.input[1]]
+            if first[1:3] == second[1:3]:  # a sum of two row-pair convs stays in the layout: one way back, not two
                 for i in node.input:
                     for dead in leaving.pop(i):
                         emit.nodes.remove(dead)
-                leave(emit.node("Add", [za, zb]), ca, ga, node.output[0])
+                leave(first._replace(tensor=emit.node("Add", [first.tensor, second.tensor])), node.output[0])
                 continue
         emit.nodes.append(node)
     if changed:
         _install(model, emit.nodes, graph_outputs, droppable=set(uses) | set(emit.created))
+        _declare_shapes(model, paired.values())
     return changed
+
+
+class _RowPairs(NamedTuple):
+    tensor: str  # (N, 2C, H/2, W)
+    channels: int  # C
+    g: int  # channels per group
+    size: str  # names H/2 and W: tensors with the same size name have the same height and width
+
+
+def _declare_shapes(model: "onnx.ModelProto", tensors: Iterable[_RowPairs]) -> None:
+    """Shapes of the row-pair tensors, with symbolic sizes ONNX Runtime cannot infer through the reshapes.
+
+    Without them it cannot tell that the two convolutions of a sum have the same
+    output size, and adds them as a separate pass instead of inside the second
+    convolution (its NCHWc kernels take a tensor to add).
+    """
+    from onnx import TensorProto, helper
+
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    n: int | str | None = batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else None)
+    live = {o for node in model.graph.node for o in node.output}
+    for t in {t.tensor: t for t in tensors}.values():
+        if t.tensor in live:
+            model.graph.value_info.append(helper.make_tensor_value_info(
+                t.tensor, TensorProto.FLOAT, [n, 2 * t.channels, f"{t.size}_h", f"{t.size}_w"]))
 
 
 def _install(model: "onnx.ModelProto", nodes: list["onnx.NodeProto"], graph_outputs: set[str],
