@@ -1,7 +1,8 @@
 """CPU latency: PyTorch eager vs ONNX Runtime (and OpenVINO) for the restorer presets and the readability classifier.
 
 ONNX Runtime runs twice: the file as exported, and as ftrt's ORT backend loads it by default
-(grouped convs widened for the NCHWc kernels, ftrt/runtime/cpu_layout.py).
+(grouped convs laid out for the NCHWc kernels and the decoder's upsampling convs run at low
+resolution, ftrt/runtime/cpu_layout.py).
 
     python benchmarks/cpu_latency.py [--models res-s res-l readability] [--sizes 256 512 1024] [--runs 5]
 

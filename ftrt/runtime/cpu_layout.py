@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ftrt.runtime.onnx_graph import readers
 from ftrt.runtime.row_pairs import row_pair_convs
 from ftrt.runtime.subpixel import subpixel_upsampling
 
@@ -97,10 +98,7 @@ def widen_groups(model: "onnx.ModelProto", block: int) -> list[str]:
     if block <= 0:
         return []
     inits = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = {name: len(nodes) for name, nodes in readers(model).items()}
     changed: list[str] = []
     for node in model.graph.node:
         if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import numpy as np
 
+from ftrt.runtime.onnx_graph import attribute, constants, readers
+
 if TYPE_CHECKING:
     import onnx
 
@@ -37,30 +39,11 @@ _REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", 
 GROUP_FACTOR = 2  # rows per pair: 2 turns 8-channel groups into 16, the AVX-512 block
 
 
-def _attr(node: "onnx.NodeProto", name: str, default: object = None) -> object:
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def _constants(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return out
-
-
 def _keeps_height(node: "onnx.NodeProto", consts: dict[str, np.ndarray]) -> bool:
     """Reductions and concatenations that leave axis 2 (height) alone."""
     if node.op_type == "Concat":
-        return int(_attr(node, "axis", 0)) in (0, 1, -3, -4)  # type: ignore[call-overload]
-    axes = _attr(node, "axes")
+        return int(attribute(node, "axis", 0)) in (0, 1, -3, -4)  # type: ignore[call-overload]
+    axes = attribute(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = consts.get(node.input[1])
     if axes is None:
@@ -74,7 +57,7 @@ def height_multiples(model: "onnx.ModelProto", pad_multiple: int) -> dict[str, i
     Starts at the Pad nodes that pad a graph input to ``pad_multiple`` (ftrt's
     restorers do that first thing) and follows it in graph order.
     """
-    consts = _constants(model)
+    consts = constants(model)
     inputs = {i.name for i in model.graph.input}
     known: dict[str, int] = {}
     for node in model.graph.node:
@@ -89,11 +72,11 @@ def height_multiples(model: "onnx.ModelProto", pad_multiple: int) -> dict[str, i
             out = m if _keeps_height(node, consts) else 1
         elif node.op_type == "Conv" and node.input[1] in consts:
             kh = consts[node.input[1]].shape[2]
-            sh = list(_attr(node, "strides", [1, 1]))[0]  # type: ignore[call-overload]
-            dh = list(_attr(node, "dilations", [1, 1]))[0]  # type: ignore[call-overload]
-            pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+            sh = list(attribute(node, "strides", [1, 1]))[0]  # type: ignore[call-overload]
+            dh = list(attribute(node, "dilations", [1, 1]))[0]  # type: ignore[call-overload]
+            pads = list(attribute(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
             # out = (H + top + bottom - dh*(kh-1) - 1) / sh + 1, which is H / sh exactly when this is 0
-            if _attr(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and m % sh == 0 \
+            if attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and m % sh == 0 \
                     and pads[0] + pads[2] - dh * (kh - 1) - 1 + sh == 0:
                 out = m // sh
         elif node.op_type in ("Resize", "Upsample"):
@@ -189,16 +172,16 @@ def _eligible(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"], bloc
     if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
         return 0
     tensor = inits.get(node.input[1])
-    groups = int(_attr(node, "group", 1))  # type: ignore[call-overload]
+    groups = int(attribute(node, "group", 1))  # type: ignore[call-overload]
     if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT or groups <= 1 or len(tensor.dims) != 4:
         return 0
     cout, g, kh, _ = tensor.dims
     if cout != groups * g or kh != 5 or GROUP_FACTOR * g != block:
         return 0
-    if list(_attr(node, "strides", [1, 1])) != [1, 1] or list(_attr(node, "dilations", [1, 1])) != [1, 1]:  # type: ignore[call-overload]
+    if list(attribute(node, "strides", [1, 1])) != [1, 1] or list(attribute(node, "dilations", [1, 1])) != [1, 1]:  # type: ignore[call-overload]
         return 0
-    pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
-    if _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or pads[0] != 2 or pads[2] != 2:
+    pads = list(attribute(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+    if attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or pads[0] != 2 or pads[2] != 2:
         return 0
     return groups
 
@@ -215,10 +198,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
         return []  # control flow: subgraphs may read tensors this pass would rename or drop
     multiples = height_multiples(model, pad_multiple)
     inits = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = {name: len(nodes) for name, nodes in readers(model).items()}
     graph_outputs = {o.name for o in model.graph.output}
     emit = _Emitter(model)
     paired: dict[str, _RowPairs] = {}  # original tensor -> its row-pair form
@@ -252,7 +232,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
                                             emit.fresh("bias"))
                 model.graph.initializer.append(b)
                 ins.append(b.name)
-            pads = list(_attr(node, "pads"))  # type: ignore[call-overload]
+            pads = list(attribute(node, "pads"))  # type: ignore[call-overload]
             z = emit.node("Conv", ins, group=groups, kernel_shape=[3, w.shape[3]], pads=[1, pads[1], 1, pads[3]])
             leave(src._replace(tensor=z), node.output[0])
             changed.append(node.name or node.output[0])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.row_pairs import _attr, _constants
+from ftrt.runtime.onnx_graph import attribute, constants, readers
 
 if TYPE_CHECKING:
     import onnx
@@ -39,9 +39,9 @@ def _is_nearest_2x(node: "onnx.NodeProto", consts: dict[str, np.ndarray]) -> boo
         return False
     scales = consts.get(node.input[2])
     return (scales is not None and scales.tolist() == [1.0, 1.0, 2.0, 2.0]
-            and _attr(node, "mode", b"nearest") == b"nearest"
-            and _attr(node, "coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
-            and _attr(node, "nearest_mode", b"round_prefer_floor") == b"floor")
+            and attribute(node, "mode", b"nearest") == b"nearest"
+            and attribute(node, "coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
+            and attribute(node, "nearest_mode", b"round_prefer_floor") == b"floor")
 
 
 def _is_plain_3x3(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"]) -> bool:
@@ -49,23 +49,20 @@ def _is_plain_3x3(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"]) 
 
     w = inits.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
     return (w is not None and w.data_type == onnx.TensorProto.FLOAT and list(w.dims[2:]) == [3, 3]
-            and int(_attr(node, "group", 1)) == 1  # type: ignore[call-overload]
-            and list(_attr(node, "pads", [0, 0, 0, 0])) == [1, 1, 1, 1]  # type: ignore[call-overload]
-            and list(_attr(node, "strides", [1, 1])) == [1, 1]  # type: ignore[call-overload]
-            and list(_attr(node, "dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
-            and _attr(node, "auto_pad", b"NOTSET") == b"NOTSET")
+            and int(attribute(node, "group", 1)) == 1  # type: ignore[call-overload]
+            and list(attribute(node, "pads", [0, 0, 0, 0])) == [1, 1, 1, 1]  # type: ignore[call-overload]
+            and list(attribute(node, "strides", [1, 1])) == [1, 1]  # type: ignore[call-overload]
+            and list(attribute(node, "dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
+            and attribute(node, "auto_pad", b"NOTSET") == b"NOTSET")
 
 
 def subpixel_upsampling(model: "onnx.ModelProto") -> list[str]:
     """Rewrite, in place, each nearest-2x Resize read only by a plain 3x3 Conv; returns the Conv names."""
     from onnx import helper, numpy_helper
 
-    consts = _constants(model)
+    consts = constants(model)
     inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, list["onnx.NodeProto"]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    read_by = readers(model)
     outputs = {o.name for o in model.graph.output}
     nodes: list["onnx.NodeProto"] = []
     done: set[str] = set()  # convs now computed by their phases
@@ -74,7 +71,7 @@ def subpixel_upsampling(model: "onnx.ModelProto") -> list[str]:
     for node in model.graph.node:
         if node.op_type == "Conv" and node.output[0] in done:
             continue
-        convs = readers.get(node.output[0], []) if node.op_type == "Resize" else []
+        convs = read_by.get(node.output[0], []) if node.op_type == "Resize" else []
         if not (_is_nearest_2x(node, consts) and len(convs) == 1 and node.output[0] not in outputs
                 and _is_plain_3x3(convs[0], inits)):
             nodes.append(node)

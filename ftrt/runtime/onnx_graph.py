@@ -1,0 +1,39 @@
+"""Small read-only helpers over an ONNX graph, shared by the CPU layout rewrites."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+
+
+def attribute(node: "onnx.NodeProto", name: str, default: object = None) -> object:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def constants(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
+    """Initializers and Constant-node outputs by name."""
+    from onnx import numpy_helper
+
+    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return out
+
+
+def readers(model: "onnx.ModelProto") -> dict[str, list["onnx.NodeProto"]]:
+    """The nodes reading each tensor, once per input slot (a node reading a tensor twice is listed twice)."""
+    out: dict[str, list["onnx.NodeProto"]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
