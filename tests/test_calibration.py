@@ -199,4 +199,6 @@ def test_report_runs_both_models_at_the_fp32_working_size(fundus_dir: Path, tmp_
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     rep = precision_report(fp32, tmp_path / "bare.onnx", sorted(fundus_dir.glob("*.png"))[:2], "fp32",
                            threads=1, progress=False)
-    assert rep["summary"]["psnr_vs_fp32_worst"] == 99.0  # same weights, same size: identical outputs
+    # Same weights at the same size: equal up to float rounding (not bit-identical: without metadata the
+    # bare copy has no pad_multiple, so ORT's CPU layout pass leaves its convs widened instead of on row pairs).
+    assert rep["summary"]["psnr_vs_fp32_worst"] > 120

@@ -1,8 +1,8 @@
 """OpenVINO backend (no torch): the same ONNX file compiled by OpenVINO's CPU plugin.
 
 Why it exists: on x86 CPUs OpenVINO's JIT kernels run the restorer's grouped 5x5
-convolutions natively, 1.3-1.4x faster than ONNX Runtime even after ftrt widens them for
-ORT's blocked kernels (see benchmarks/results/cpu_latency.md).
+convolutions natively, 1.1-1.2x faster than ONNX Runtime even after ftrt lays them out
+for ORT's blocked kernels (see benchmarks/results/cpu_latency.md).
 ``precision="bf16"`` lets the plugin compute in bfloat16 on CPUs with AVX-512 BF16 or
 AMX (OpenVINO's own default there); ftrt asks for f32 unless told otherwise, so results
 match the other backends. ONNX Runtime's OpenVINO execution provider would be the
