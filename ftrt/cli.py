@@ -542,25 +542,34 @@ def train() -> None:
     """Train ftrt models (needs the ``train`` extra: torch)."""
 
 
+def _generator_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``train restorer`` and ``train syn`` share: config file, run folder, schedule, resume."""
+    for option in reversed([
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config."),
+        click.option("--out", help="Run folder (checkpoints, logs, final weights)."),
+        click.option("--steps", type=int),
+        click.option("--batch-size", type=int),
+        click.option("--crop", type=int),
+        click.option("--lr", type=float),
+        click.option("--seed", type=int),
+        click.option("--resume", is_flag=True, help="Continue from OUT/last."),
+        click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable)."),
+        click.option("--no-progress", is_flag=True),
+    ]):
+        f = option(f)
+    return f
+
+
 @train.command("restorer")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
 @click.option("--data", multiple=True, help="Folder, file or glob of GOOD images (repeatable).")
 @click.option("--model", help="Preset to train (res-s, res-m, res-l).")
-@click.option("--out", help="Run folder (checkpoints, logs, final weights).")
-@click.option("--steps", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--crop", type=int)
-@click.option("--lr", type=float)
 @click.option("--kind", type=click.Choice(DEGRADE_KINDS), help="Degradation of the pairs (syn: --syn-model).")
 @click.option("--syn-model", help="Catintell-Syn generator for Syn pairs (default: the shipped syn).")
 @click.option("--syn-fraction", type=float, help="Share of Syn pairs mixed into --kind's classical pairs.")
 @click.option("--real-lq", multiple=True,
               help="Real low-quality photographs (repeatable): adds the mean-teacher consistency loss.")
 @click.option("--init", help="Start from these weights (shipped name or .safetensors).")
-@click.option("--seed", type=int)
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.")
-@click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
-@click.option("--no-progress", is_flag=True)
+@_generator_run_options
 def train_restorer(config_path: str | None, data: tuple[str, ...], real_lq: tuple[str, ...], resume: bool,
                    sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
     """Train a restoration generator on pairs synthesised on the fly from good images."""
@@ -603,18 +612,9 @@ def train_colour_head(init: str, data: tuple[str, ...], out: str, kind: str, sam
 
 
 @train.command("syn")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML config.")
 @click.option("--good", multiple=True, help="Folder, file or glob of GOOD photographs (repeatable).")
 @click.option("--cataract", multiple=True, help="Folder, file or glob of REAL cataract photographs (repeatable).")
-@click.option("--out", help="Run folder.")
-@click.option("--steps", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--crop", type=int)
-@click.option("--lr", type=float)
-@click.option("--seed", type=int)
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.")
-@click.option("--set", "sets", multiple=True, help="Any config field as key=value (repeatable).")
-@click.option("--no-progress", is_flag=True)
+@_generator_run_options
 def train_syn(config_path: str | None, good: tuple[str, ...], cataract: tuple[str, ...], resume: bool,
               sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
     """Train the Catintell-Syn generator (good -> cataract-like) against unpaired real cataract photographs."""
