@@ -9,6 +9,13 @@ from ftrt.profile import cpu_name  # noqa: F401
 from ftrt.profile import time_calls as time_ms  # noqa: F401
 
 
+def module_version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except ImportError:
+        return "not installed"
+
+
 def write_report(out: str | Path, lines: list[str]) -> str:
     text = "\n".join(lines) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, time_ms, write_report  # noqa: E402
-
-
-def _version(module: str) -> str:
-    try:
-        return str(__import__(module).__version__)
-    except ImportError:
-        return "not installed"
+from common import cpu_name, module_version, time_ms, write_report  # noqa: E402
 
 
 def main() -> int:
@@ -104,7 +97,7 @@ def main() -> int:
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/cpu_latency.py "
         f"--runs {args.runs} --threads {args.threads}`.",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads for both runtimes. "
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}, openvino {_version('openvino')} "
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}, openvino {module_version('openvino')} "
         "(FP32: INFERENCE_PRECISION_HINT f32).",
         f"Batch 1 unless noted, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs. "
         "ONNX: opset 17, "

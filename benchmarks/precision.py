@@ -1,4 +1,4 @@
-"""Precision: ORT CPU latency and accuracy of INT8 (Q/DQ) and mixed FP16 against FP32.
+"""Precision: CPU latency and accuracy of INT8 (Q/DQ) and mixed FP16 against FP32, on ORT and OpenVINO.
 
     python benchmarks/precision.py [--models res-s res-l] [--size 512] [--runs 5] [--threads 2]
 
@@ -6,6 +6,8 @@ For each restorer: FP32 ONNX (shipped weights where they exist), INT8 calibrated
 on DRIVE training photographs (``--calib``; MinMax, keep auto), mixed FP16.
 Accuracy: the ``ftrt calibrate`` / ``ftrt convert`` report on held-out DRIVE test
 photographs. Speed: batch 1 at ``--size``^2, median of ``--runs`` after warm-up.
+The same files on OpenVINO's CPU plugin when it is installed (it compiles the Q/DQ
+convolutions to INT8 kernels), with their own accuracy report against ORT's FP32.
 Writes ``benchmarks/results/precision.md`` and the per-model reports beside it.
 """
 
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, time_ms, write_report  # noqa: E402
+from common import cpu_name, module_version, time_ms, write_report  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "drive"
 
@@ -54,6 +56,8 @@ def main() -> int:
     from ftrt.export import export_onnx
     from ftrt.models import build_model
     from ftrt.models.pretrained import load_model, shipped_weights
+    from ftrt.runtime.backends import BackendUnavailable
+    from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
     from ftrt.runtime.backends.ort import OrtBackend
 
     results_dir = Path(args.out).parent
@@ -82,36 +86,53 @@ def main() -> int:
                                       ("fp16", half, "")):
                 with OrtBackend(path, threads=args.threads) as be:
                     ms = statistics.median(time_ms(lambda: be.run(x), args.warmup, args.runs))
-                acc = None
+                try:
+                    with OpenVinoBackend(path, threads=args.threads) as ov:
+                        ov_ms = statistics.median(time_ms(lambda: ov.run(x), args.warmup, args.runs))
+                except BackendUnavailable as exc:
+                    print(f"OpenVINO columns left empty: {exc}", file=sys.stderr)
+                    ov_ms = None
+                acc = ov_acc = None
                 if label != "fp32":
-                    rep = precision_report(fp32, path, eval_paths, label, threads=args.threads, scorer=scorer)
-                    write_precision_report(rep, results_dir / f"precision_{name}_{label}.json",
-                                           {"weights": weights, "calibration": f"{args.num} DRIVE training images"})
-                    acc = rep["summary"]
-                rows.append((name, weights, label, ms, acc, note))
-                print(f"{name} {label}: {ms:.0f} ms" + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else ""),
-                      flush=True)
+                    notes = {"weights": weights, "calibration": f"{args.num} DRIVE training images"}
+                    for backend in ("ort", "openvino") if ov_ms else ("ort",):
+                        rep = precision_report(fp32, path, eval_paths, label, threads=args.threads, scorer=scorer,
+                                               backend=backend)
+                        suffix = "" if backend == "ort" else f"_{backend}"
+                        write_precision_report(rep, results_dir / f"precision_{name}_{label}{suffix}.json", notes)
+                        acc, ov_acc = (rep["summary"], ov_acc) if backend == "ort" else (acc, rep["summary"])
+                rows.append((name, weights, label, ms, acc, ov_ms, ov_acc, note))
+                print(f"{name} {label}: ORT {ms:.0f} ms" + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else "")
+                      + (f"; OpenVINO {ov_ms:.0f} ms" if ov_ms else "")
+                      + (f", {ov_acc['psnr_vs_fp32_mean']:.1f} dB" if ov_acc else ""), flush=True)
     base = {r[0]: r[3] for r in rows if r[2] == "fp32"}
+    ov_base = {r[0]: r[5] for r in rows if r[2] == "fp32"}
     lines = [
-        "# Precision: INT8 Q/DQ and mixed FP16 vs FP32 on ONNX Runtime CPU",
+        "# Precision: INT8 Q/DQ and mixed FP16 vs FP32 on ONNX Runtime and OpenVINO (CPU)",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/precision.py "
         f"--size {args.size} --runs {args.runs} --threads {args.threads}`.",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores visible; {args.threads} threads. "
-        f"onnxruntime {ort.__version__}. Batch 1, {args.size}x{args.size}, median of {args.runs} runs after "
-        f"{args.warmup} warm-up runs.",
+        f"onnxruntime {ort.__version__}, openvino {module_version('openvino')} (INFERENCE_PRECISION_HINT f32). "
+        f"Batch 1, {args.size}x{args.size}, median of {args.runs} runs after {args.warmup} warm-up runs.",
         f"INT8: MinMax, symmetric, per-channel weights, Conv only, first/last conv and the colour heads FP32 "
         f"(`--keep auto`), calibrated on {args.num} DRIVE training photographs at {args.size}x{args.size}. "
         f"Accuracy: {len(eval_paths)} held-out DRIVE test photographs degraded (mixed, seed 0) and restored at the "
-        "model's working size.",
+        "model's working size, against the FP32 model on ORT. The same three files run on both runtimes; "
+        "\"vs ORT FP32\" is the speed-up over the FP32 row's ORT time.",
         "",
-        "| model | weights | precision | ORT CPU (ms) | speed vs FP32 | PSNR vs FP32 mean / worst (dB) | PSNR vs clean (dB) | notes |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| model | weights | precision | ORT CPU (ms) | vs ORT FP32 | PSNR vs FP32 mean / worst (dB) "
+        "| PSNR vs clean (dB) | OpenVINO CPU (ms) | vs ORT FP32 | vs OpenVINO FP32 | OpenVINO PSNR vs FP32 mean / worst "
+        "(dB) | notes |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, weights, label, ms, acc, note in rows:
-        accs = f"{acc['psnr_vs_fp32_mean']:.1f} / {acc['psnr_vs_fp32_worst']:.1f}" if acc else "-"
+    pair = lambda a: f"{a['psnr_vs_fp32_mean']:.1f} / {a['psnr_vs_fp32_worst']:.1f}" if a else "-"  # noqa: E731
+    for name, weights, label, ms, acc, ov_ms, ov_acc, note in rows:
         ref = f"{acc['psnr_ref_low_mean']:.2f}" if acc else "-"
-        lines.append(f"| {name} | {weights} | {label} | {ms:.0f} | {base[name] / ms:.2f}x | {accs} | {ref} | {note} |")
+        ov_cols = (f"{ov_ms:.0f} | {base[name] / ov_ms:.2f}x | {ov_base[name] / ov_ms:.2f}x" if ov_ms and ov_base[name]
+                   else "- | - | -")
+        lines.append(f"| {name} | {weights} | {label} | {ms:.0f} | {base[name] / ms:.2f}x | {pair(acc)} | {ref} | "
+                     f"{ov_cols} | {pair(ov_acc)} | {note} |")
     write_report(args.out, lines)
     return 0
 

@@ -22,9 +22,11 @@ from ftrt.fov import fov_mask
 from ftrt.io import read_image, write_json_atomic, write_text_atomic
 from ftrt.metrics import psnr, ssim
 from ftrt.runtime import FundusPipeline, PipelineConfig
+from ftrt.runtime.backends import make_backend
 from ftrt.runtime.backends.ort import OrtBackend
 
 MIN_PSNR = {"int8": 35.0, "fp16": 45.0}
+_BACKEND_NAMES = {"ort": "ONNX Runtime CPU", "openvino": "OpenVINO CPU"}
 
 
 def _finite(v: float) -> float:
@@ -33,9 +35,11 @@ def _finite(v: float) -> float:
 
 def precision_report(fp32: str | Path, low: str | Path, images: list[Path], precision: str, seed: int = 0,
                      max_side: int | None = None, scorer: Any = None, threads: int | None = None,
-                     progress: bool = True, held_out: bool = True) -> dict[str, Any]:
+                     progress: bool = True, held_out: bool = True, backend: str = "ort") -> dict[str, Any]:
+    """``backend`` runs the low-precision model (``ort``, or ``openvino``, which compiles a Q/DQ file's
+    convolutions to INT8 kernels on the CPU); the FP32 reference always runs on ONNX Runtime."""
     rows = []
-    with OrtBackend(fp32, threads=threads) as be32, OrtBackend(low, threads=threads) as be_low:
+    with OrtBackend(fp32, threads=threads) as be32, make_backend(backend, str(low), threads=threads) as be_low:
         ref_pipe = FundusPipeline(be32, PipelineConfig(max_side=max_side))
         # Both at the FP32 model's working size: a converter that dropped the metadata must not change it.
         low_pipe = FundusPipeline(be_low, PipelineConfig(max_side=ref_pipe.work_side or 0))
@@ -73,7 +77,7 @@ def precision_report(fp32: str | Path, low: str | Path, images: list[Path], prec
     }
     if scorer is not None:
         summary["readability_agreement"] = float(np.mean([r["readability_agrees"] for r in rows]))
-    return {"precision": precision, "fp32_model": str(fp32), "model": str(low), "seed": seed,
+    return {"precision": precision, "fp32_model": str(fp32), "model": str(low), "backend": backend, "seed": seed,
             "summary": summary, "rows": rows}
 
 
@@ -93,7 +97,8 @@ def to_markdown(report: dict[str, Any], extra: dict[str, Any] | None = None) -> 
     lines = [
         f"# {report['precision'].upper()} accuracy report",
         "",
-        f"Model `{report['model']}` vs FP32 `{report['fp32_model']}`, ONNX Runtime CPU, "
+        f"Model `{report['model']}` on {_BACKEND_NAMES.get(report.get('backend', 'ort'), report.get('backend'))} "
+        f"vs FP32 `{report['fp32_model']}` on ONNX Runtime CPU, "
         f"{s['images']} {'held-out' if s['held_out'] else 'calibration (no held-out left!)'} photographs, "
         f"each degraded (mixed, seed {report['seed']}) and restored by both.",
         "",

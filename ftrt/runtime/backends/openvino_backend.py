@@ -2,8 +2,10 @@
 
 Why it exists: on x86 CPUs OpenVINO's JIT kernels run the restorer's grouped 5x5
 convolutions natively, 1.1-1.2x faster than ONNX Runtime even after ftrt lays them out
-for ORT's blocked kernels (see benchmarks/results/cpu_latency.md).
-``precision="bf16"`` lets the plugin compute in bfloat16 on CPUs with AVX-512 BF16 or
+for ORT's blocked kernels (see benchmarks/results/cpu_latency.md). It is also the CPU
+runtime for ftrt's INT8 Q/DQ files: OpenVINO compiles their quantized convolutions to
+INT8 kernels (VNNI/AMX), where ONNX Runtime's CPU provider runs them slower than FP32
+(benchmarks/results/precision.md). ``precision="bf16"`` lets the plugin compute in bfloat16 on CPUs with AVX-512 BF16 or
 AMX (OpenVINO's own default there); ftrt asks for f32 unless told otherwise, so results
 match the other backends. ONNX Runtime's OpenVINO execution provider would be the
 other route; it rejected ftrt's graph ("the graph is not acyclic", onnxruntime-openvino
@@ -62,6 +64,11 @@ class OpenVinoBackend(Backend):
         rt_info = model.get_rt_info()
         framework = rt_info["framework"] if "framework" in rt_info else {}
         self.info.metadata = {k: v if isinstance(v, str) else v.astype(str) for k, v in framework.items()}
+        # A Q/DQ (int8) or mixed FP16 file keeps its own precision: OpenVINO runs Q/DQ convolutions as INT8
+        # kernels whatever the hint, which only sets the precision of everything else.
+        declared = self.info.metadata.get("precision", "fp32")
+        if declared != "fp32":
+            self.info.precision = declared
         self.info.providers = [f"OpenVINO {ov.__version__}", "CPU"]
         return self
 
