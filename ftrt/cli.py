@@ -305,6 +305,9 @@ def info(path: str, as_json: bool) -> None:
               help="Who writes the Q/DQ graph: NVIDIA ModelOpt, onnxruntime.quantization (ftrt), or ModelOpt "
               "when installed (auto).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
+@click.option("--report-backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+              help="Runtime that runs the low-precision file for the report: ONNX Runtime, or OpenVINO (INT8 "
+              "kernels on a CPU; the fast way to run a Q/DQ file without a GPU).")
 @click.option("--min-psnr", default=35.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--eval-num", default=8, show_default=True, help="Held-out images for the report.")
 @click.option("--seed", default=0, show_default=True)
@@ -312,7 +315,8 @@ def info(path: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, num: int, shapes: tuple[str, ...],
               keep: str, cache_path: str | None, trt_version: str, quantizer: str, report_path: str | None,
-              min_psnr: float, eval_num: int, seed: int, threads: int | None, as_json: bool) -> None:
+              report_backend: str, min_psnr: float, eval_num: int, seed: int, threads: int | None,
+              as_json: bool) -> None:
     """INT8: calibrate on real fundus photographs and write a Q/DQ ONNX (TensorRT 11 and ONNX Runtime run it)."""
     from ftrt.calibration import CalibrationDataError, calibrate_int8
     from ftrt.calibration.trt_cache import version_code
@@ -320,12 +324,13 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
 
     if Path(out_path).resolve() == Path(model).resolve():
         _fail("the output would overwrite the FP32 model; choose another -o")
+    _check_report_backend(report_backend)
     try:
         res = calibrate_int8(model, list(images), out_path, method=method, num=num, shapes=list(shapes) or None,
                              keep=keep, cache=cache_path, trt_version=version_code(trt_version),
                              report_path=report_path, min_psnr=min_psnr, eval_num=eval_num, seed=seed,
                              threads=threads, progress=not as_json, quantizer=quantizer,
-                             log=lambda m: click.echo(m, err=True))
+                             report_backend=report_backend, log=lambda m: click.echo(m, err=True))
     except (CalibrationDataError, InputError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -341,37 +346,55 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
               help="NVIDIA ModelOpt AutoCast, onnxconverter-common (ftrt), or ModelOpt when installed (auto); "
               "the same FP32 rules either way.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
+@click.option("--report-backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+              help="Runtime that runs the low-precision file for the report: ONNX Runtime, or OpenVINO (INT8 "
+              "kernels on a CPU; the fast way to run a Q/DQ file without a GPU).")
 @click.option("--min-psnr", default=45.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--threads", type=int)
 @click.option("--json", "as_json", is_flag=True)
 def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], converter: str,
-            report_path: str | None, min_psnr: float, threads: int | None, as_json: bool) -> None:
+            report_path: str | None, report_backend: str, min_psnr: float, threads: int | None,
+            as_json: bool) -> None:
     """Convert an FP32 restorer ONNX to mixed FP16, with an accuracy report (no PyTorch needed)."""
     from ftrt.calibration import CalibrationDataError, convert_fp16_model
     from ftrt.io import InputError
 
     if Path(out_path).resolve() == Path(model).resolve():
         _fail("the output would overwrite the FP32 model; choose another -o")
+    _check_report_backend(report_backend)
     try:
         res = convert_fp16_model(model, out_path, images=list(images) or None, report_path=report_path,
-                                 min_psnr=min_psnr, threads=threads, progress=not as_json, converter=converter)
+                                 min_psnr=min_psnr, threads=threads, progress=not as_json, converter=converter,
+                                 report_backend=report_backend)
     except (CalibrationDataError, InputError, ValueError) as exc:
         _fail(str(exc))
         return
     _precision_summary(res, as_json)
 
 
+def _check_report_backend(name: str) -> None:
+    """Before any work: a report backend that is not installed would fail only after the file is written."""
+    if name == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            _fail("--report-backend openvino needs OpenVINO: pip install 'ftrt[openvino]'")
+
+
 def _precision_summary(res: Any, as_json: bool) -> None:
     s = res.report["summary"]
     if as_json:
-        click.echo(json.dumps({"output": str(res.output), "precision": res.precision, "summary": s,
+        click.echo(json.dumps({"output": str(res.output), "precision": res.precision,
+                               "report_backend": res.report["backend"], "summary": s,
                                "failures": res.failures, "report_files": [str(p) for p in res.report_files],
                                "details": res.details}))
     else:
         by = res.details.get("quantizer") or res.details.get("converter")
         click.echo(f"wrote {res.output} ({res.precision}" + (f", by {by})" if by else ")"))
-        click.echo(f"  vs FP32 output: PSNR mean {s['psnr_vs_fp32_mean']:.2f} dB, worst {s['psnr_vs_fp32_worst']:.2f} dB"
-                   f" on {s['images']} {'held-out' if s['held_out'] else 'calibration'} images")
+        on = "" if res.report["backend"] == "ort" else f" (run on {res.report['backend']})"
+        click.echo(f"  vs FP32 output{on}: PSNR mean {s['psnr_vs_fp32_mean']:.2f} dB, worst "
+                   f"{s['psnr_vs_fp32_worst']:.2f} dB on {s['images']} {'held-out' if s['held_out'] else 'calibration'} "
+                   "images")
         click.echo(f"  vs clean: FP32 {s['psnr_ref_fp32_mean']:.2f} dB, {res.precision.upper()} "
                    f"{s['psnr_ref_low_mean']:.2f} dB")
         if "readability_agreement" in s:

@@ -95,22 +95,22 @@ def test_entropy_differs_from_minmax(random_onnx: Path, fundus_dir: Path) -> Non
 def test_int8_qdq_runs_as_int8_on_openvino(random_onnx: Path, fundus_dir: Path, tmp_path: Path) -> None:
     """The same Q/DQ file on OpenVINO's CPU plugin: INT8 kernels, within the report's threshold of FP32."""
     pytest.importorskip("openvino")
-    from ftrt.calibration.report import precision_report, to_markdown
     from ftrt.runtime.backends import open_backend
 
     out = tmp_path / "m.int8.onnx"
-    calibrate_int8(random_onnx, [str(fundus_dir)], out, num=4, shapes=["96x96"], keep="auto", eval_num=1,
-                   progress=False, log=lambda m: None)
+    res = CliRunner().invoke(main, ["calibrate", str(random_onnx), "--images", str(fundus_dir), "-o", str(out),
+                                    "--num", "4", "--shape", "96x96", "--eval-num", "2", "--report-backend",
+                                    "openvino", "--report", str(tmp_path / "r.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.output.strip().splitlines()[-1])
+    assert line["report_backend"] == "openvino" and line["summary"]["psnr_vs_fp32_worst"] >= 35.0
+    assert "on OpenVINO CPU vs FP32" in (tmp_path / "r.md").read_text()
     with open_backend("openvino", str(out), threads=1) as ov:
         assert ov.info.precision == "int8-qdq"  # the file's precision, not the f32 hint
-        compiled = ov.request.get_compiled_model().get_runtime_model()
-        convs = [op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled.get_ordered_ops()
+        runtime = ov.request.get_compiled_model().get_runtime_model()
+        convs = [op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ordered_ops()
                  if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
         assert convs.count("i8") > 10  # the quantized convolutions really run as INT8
-    rep = precision_report(random_onnx, out, sorted(fundus_dir.glob("*.png"))[:2], "int8", threads=1,
-                           progress=False, backend="openvino")
-    assert rep["backend"] == "openvino" and rep["summary"]["psnr_vs_fp32_worst"] >= 35.0
-    assert "on OpenVINO CPU vs FP32" in to_markdown(rep)
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
                    trt_version: int = DEFAULT_VERSION, report_path: str | Path | None = None,
                    min_psnr: float = MIN_PSNR["int8"], eval_num: int = 8, seed: int = 0,
                    threads: int | None = None, progress: bool = True, quantizer: str = "auto",
-                   log: Callable[[str], None] = print) -> PrecisionResult:
+                   report_backend: str = "ort", log: Callable[[str], None] = print) -> PrecisionResult:
     """``quantizer``: ``modelopt`` (NVIDIA ModelOpt's ONNX quantizer), ``ftrt`` (onnxruntime.quantization's
     static Q/DQ path) or ``auto`` (ModelOpt when installed). ftrt decides the ranges' method, the kept
     nodes and the report either way."""
@@ -135,13 +135,13 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
     if cache:
         details["cache"] = str(write_cache(ranges, cache, trt_version))
     return _finish(model, out, "int8", sel.rest[:eval_num] or sel.used[:eval_num], bool(sel.rest), scorer,
-                   min_psnr, report_path, threads, progress, details)
+                   min_psnr, report_path, threads, progress, details, report_backend)
 
 
 def convert_fp16_model(model: str | Path, out: str | Path, *, images: list[str] | None = None,
                        report_path: str | Path | None = None, min_psnr: float = MIN_PSNR["fp16"], eval_num: int = 8,
                        seed: int = 0, threads: int | None = None, progress: bool = True,
-                       converter: str = "auto") -> PrecisionResult:
+                       converter: str = "auto", report_backend: str = "ort") -> PrecisionResult:
     """``converter``: ``modelopt`` (ModelOpt AutoCast), ``ftrt`` (onnxconverter-common) or ``auto``
     (ModelOpt when installed); the same FP32 rules either way."""
     from ftrt.export.fp16 import convert_fp16
@@ -167,14 +167,15 @@ def convert_fp16_model(model: str | Path, out: str | Path, *, images: list[str] 
         _copy(staged, out)
         return _finish(model, out, "fp16", eval_images, True, _scorer(threads), min_psnr, report_path, threads,
                        progress, {"converter": by,
-                                  "fp32_ops": "LayerNorm reductions, output head (last conv, tanh, residual add)"})
+                                  "fp32_ops": "LayerNorm reductions, output head (last conv, tanh, residual add)"},
+                       report_backend)
 
 
 def _finish(model: str | Path, out: Path, precision: str, eval_images: list[Path], held_out: bool, scorer: Any,
             min_psnr: float, report_path: str | Path | None, threads: int | None, progress: bool,
-            details: dict[str, Any]) -> PrecisionResult:
+            details: dict[str, Any], report_backend: str = "ort") -> PrecisionResult:
     report = precision_report(model, out, eval_images, precision, scorer=scorer, threads=threads,
-                              progress=progress, held_out=held_out)
+                              progress=progress, held_out=held_out, backend=report_backend)
     failures = check(report, min_psnr)
     files = write_report(report, report_path, {**details, "min_psnr_db": min_psnr}) if report_path else []
     return PrecisionResult(out, precision, report, failures, files, details)
