@@ -102,7 +102,8 @@ def main() -> int:
                         write_precision_report(rep, results_dir / f"precision_{name}_{label}{suffix}.json", notes)
                         acc, ov_acc = (rep["summary"], ov_acc) if backend == "ort" else (acc, rep["summary"])
                 rows.append((name, weights, label, ms, acc, ov_ms, ov_acc, note))
-                print(f"{name} {label}: ORT {ms:.0f} ms" + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else "")
+                print(f"{name} {label}: ORT {ms:.0f} ms"
+                      + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else "")
                       + (f"; OpenVINO {ov_ms:.0f} ms" if ov_ms else "")
                       + (f", {ov_acc['psnr_vs_fp32_mean']:.1f} dB" if ov_acc else ""), flush=True)
     base = {r[0]: r[3] for r in rows if r[2] == "fp32"}

@@ -317,7 +317,8 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
               keep: str, cache_path: str | None, trt_version: str, quantizer: str, report_path: str | None,
               report_backend: str, min_psnr: float, eval_num: int, seed: int, threads: int | None,
               as_json: bool) -> None:
-    """INT8: calibrate on real fundus photographs and write a Q/DQ ONNX (TensorRT 11 and ONNX Runtime run it)."""
+    """INT8: calibrate on real fundus photographs and write a Q/DQ ONNX (TensorRT 11, OpenVINO and ONNX Runtime
+    run it)."""
     from ftrt.calibration import CalibrationDataError, calibrate_int8
     from ftrt.calibration.trt_cache import version_code
     from ftrt.io import InputError
@@ -392,9 +393,9 @@ def _precision_summary(res: Any, as_json: bool) -> None:
         by = res.details.get("quantizer") or res.details.get("converter")
         click.echo(f"wrote {res.output} ({res.precision}" + (f", by {by})" if by else ")"))
         on = "" if res.report["backend"] == "ort" else f" (run on {res.report['backend']})"
+        images = f"{s['images']} {'held-out' if s['held_out'] else 'calibration'} images"
         click.echo(f"  vs FP32 output{on}: PSNR mean {s['psnr_vs_fp32_mean']:.2f} dB, worst "
-                   f"{s['psnr_vs_fp32_worst']:.2f} dB on {s['images']} {'held-out' if s['held_out'] else 'calibration'} "
-                   "images")
+                   f"{s['psnr_vs_fp32_worst']:.2f} dB on {images}")
         click.echo(f"  vs clean: FP32 {s['psnr_ref_fp32_mean']:.2f} dB, {res.precision.upper()} "
                    f"{s['psnr_ref_low_mean']:.2f} dB")
         if "readability_agreement" in s:

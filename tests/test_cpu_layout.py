@@ -144,7 +144,9 @@ print("NO-ONNX-OK")
 
 
 def _block_model(pad_multiple: int | None, stride_first: bool = False) -> onnx.ModelProto:
-    """x -> reflect Pad (one row and column) -> a dense block's three grouped 5x5 convs (a = conv(p); s = conv(a) + conv(p)) -> Relu.
+    """x -> reflect Pad (one row and column) -> a dense block's three grouped 5x5 convs -> Relu.
+
+    As in the block: a = conv1(p); s = conv2y(a) + conv2x(p).
 
     With ``stride_first`` a stride-2 conv halves the height before the block.
     """

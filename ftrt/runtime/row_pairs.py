@@ -178,8 +178,9 @@ def _eligible(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"], bloc
     cout, g, kh, _ = tensor.dims
     if cout != groups * g or kh != 5 or GROUP_FACTOR * g != block:
         return 0
-    if list(attribute(node, "strides", [1, 1])) != [1, 1] or list(attribute(node, "dilations", [1, 1])) != [1, 1]:  # type: ignore[call-overload]
-        return 0
+    for name in ("strides", "dilations"):
+        if list(attribute(node, name, [1, 1])) != [1, 1]:  # type: ignore[call-overload]
+            return 0
     pads = list(attribute(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
     if attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or pads[0] != 2 or pads[2] != 2:
         return 0
