@@ -208,11 +208,19 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
     except (BackendUnavailable, EngineMismatch, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
+    _warn_slow_int8(be)
     pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
     _run_batch(lambda: restore_files(list(inputs), out_dir, pipeline, side_by_side, progress=not as_json,
                                      gate=scorer, skip_invalid=skip_invalid),
                as_json, summary=_gate_summary if gate else None,
                show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
+
+
+def _warn_slow_int8(be: Any) -> None:
+    """An INT8 Q/DQ file on ONNX Runtime's CPU provider runs slower than its FP32 original: say so once."""
+    if be.info.name == "ort" and be.info.precision.startswith("int8"):
+        click.echo("note: ONNX Runtime's CPU provider runs INT8 Q/DQ files slower than FP32 "
+                   "(benchmarks/results/precision.md); --backend openvino runs them as INT8 on a CPU", err=True)
 
 
 def _open_scorer(backend: str, model_ref: str, threads: int | None, threshold: float | None = None) -> Any:
@@ -449,6 +457,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
     except (BackendUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
+    _warn_slow_int8(be)
     pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side))
     model_info = {"model": be.info.metadata.get("card_id") or model_ref, "backend": be.info.name,
                   "precision": be.info.precision}

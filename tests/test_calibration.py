@@ -130,6 +130,10 @@ def test_int8_qdq_runs_in_ort_within_threshold(random_onnx: Path, fundus_dir: Pa
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["rows"] and (tmp_path / "report.md").read_text().startswith("# INT8 accuracy report")
     assert check(rep, min_psnr=500.0)  # an impossible threshold fails
+    # Restoring with it on ORT's CPU provider works, with a note on where INT8 is fast on a CPU.
+    res_cli = CliRunner().invoke(main, ["restore", str(sorted(fundus_dir.glob("*.png"))[0]), "-o",
+                                        str(tmp_path / "restored"), "--model", str(out), "--backend", "ort"])
+    assert res_cli.exit_code == 0 and "--backend openvino runs them as INT8" in res_cli.stderr
     # The cache names the FP32 graph's tensors, which is what TensorRT's legacy INT8 path sees.
     fp32_tensors = {o for n in onnx.load(str(random_onnx)).graph.node for o in n.output}
     _, scales = read_cache(tmp_path / "m.cache")
