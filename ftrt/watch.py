@@ -47,6 +47,10 @@ class Journal:
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (name, size, mtime_ns, status, output, error, time.time()))
 
+    def interrupted(self) -> list[str]:
+        """Files a killed run left marked ``processing``."""
+        return [str(r[0]) for r in self.db.execute("SELECT name FROM files WHERE status='processing'")]
+
     def counts(self) -> dict[str, int]:
         return {s: int(n) for s, n in self.db.execute("SELECT status, COUNT(*) FROM files GROUP BY status")}
 
@@ -154,9 +158,21 @@ class Watcher:
             self.stats.failed += 1
             self.log(f"failed: {msg}")
 
+    def _remove_orphaned_temps(self) -> None:
+        """A run killed mid-write leaves the temp file of an atomic write (``.<output>.<random>.tmp``) beside
+        its outputs; the file it was writing is redone from the start, so the temp is only litter."""
+        for name in self.journal.interrupted():
+            src = Path(name)
+            for out in (output_name(src), output_name(src, ".dcm"), output_name(src, ".json"),
+                        output_name(src, ".png", tag="compare")):
+                for tmp in self.out_dir.glob(f".{out}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    self.log(f"removed {tmp.name}, left by an interrupted run")
+
     def run(self, once: bool = False) -> WatchStats:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            self._remove_orphaned_temps()
             self.scan_once()
             while not self.stop:
                 time.sleep(self.poll)

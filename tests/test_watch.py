@@ -111,3 +111,28 @@ def test_sigterm_stops_cleanly_and_status_reports(tmp_path: Path, retina: np.nda
     same = subprocess.run([sys.executable, "-m", "ftrt.cli", "watch", str(in_dir), "-o", str(in_dir)],
                           capture_output=True, text=True, timeout=60)
     assert same.returncode == 2 and "must not be the watched folder" in same.stderr
+
+
+def test_restart_removes_the_temp_file_a_kill_left_mid_write(tmp_path: Path, retina: np.ndarray) -> None:
+    """A SIGKILL during an atomic write leaves ``.<output>.<random>.tmp``; the restart redoes the file and
+    removes that temp, and only temps of files the journal had in flight."""
+    from ftrt.watch import Journal, Watcher
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    src = write_image(in_dir / "a.png", retina)
+    journal = Journal(out_dir)
+    st = src.stat()
+    journal.mark("a.png", st.st_size, st.st_mtime_ns, "processing")  # what the killed run left
+    journal.close()
+    stale = out_dir / f".{output_name(src)}.k3j2h1.tmp"
+    stale.write_bytes(b"half a png")
+    foreign = out_dir / f".{output_name(Path('b.png'))}.x1.tmp"  # no journal row in flight: not ours to delete
+    foreign.write_bytes(b"?")
+    logs: list[str] = []
+    watcher = Watcher(in_dir, out_dir, lambda img: (img, np.ones(img.shape[:2], bool), {}), poll=0.01,
+                      log=logs.append)
+    watcher.run(once=True)
+    assert not stale.exists() and foreign.exists()
+    assert (out_dir / output_name(src)).exists() and status(out_dir)["counts"] == {"done": 1}
+    assert any("interrupted run" in m for m in logs)
