@@ -153,5 +153,5 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
     if upsampled:
         done.append(f"{len(upsampled)} upsampling convs at low resolution")
     if not done:
-        return None, "as exported (no grouped conv needs widening)"
+        return None, "as exported (no FP32 grouped or upsampling conv to lay out)"
     return model.SerializeToString(), ", ".join(done)
