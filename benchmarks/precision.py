@@ -92,7 +92,7 @@ def main() -> int:
                 except BackendUnavailable as exc:
                     print(f"OpenVINO columns left empty: {exc}", file=sys.stderr)
                     ov_ms = None
-                acc = ov_acc = None
+                summaries = {}
                 if label != "fp32":
                     notes = {"weights": weights, "calibration": f"{args.num} DRIVE training images"}
                     for backend in ("ort", "openvino") if ov_ms else ("ort",):
@@ -100,7 +100,8 @@ def main() -> int:
                                                backend=backend)
                         suffix = "" if backend == "ort" else f"_{backend}"
                         write_precision_report(rep, results_dir / f"precision_{name}_{label}{suffix}.json", notes)
-                        acc, ov_acc = (rep["summary"], ov_acc) if backend == "ort" else (acc, rep["summary"])
+                        summaries[backend] = rep["summary"]
+                acc, ov_acc = summaries.get("ort"), summaries.get("openvino")
                 rows.append((name, weights, label, ms, acc, ov_ms, ov_acc, note))
                 print(f"{name} {label}: ORT {ms:.0f} ms"
                       + (f", {acc['psnr_vs_fp32_mean']:.1f} dB vs FP32" if acc else "")
