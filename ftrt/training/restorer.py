@@ -67,7 +67,7 @@ class RestorerTrainer(TrainingRun):
                  log: Callable[[str], None] = print) -> None:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        heads = {k: True for k in ("affine_head", "global_head") if getattr(cfg, k)}
+        heads = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
         self.model_kwargs = preset_kwargs(cfg.model, **heads)
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:
