@@ -5,11 +5,11 @@ convolutions natively, 1.1-1.2x faster than ONNX Runtime even after ftrt lays th
 for ORT's blocked kernels (see benchmarks/results/cpu_latency.md). It is also the CPU
 runtime for ftrt's INT8 Q/DQ files: OpenVINO compiles their quantized convolutions to
 INT8 kernels (VNNI/AMX), where ONNX Runtime's CPU provider runs them slower than FP32
-(benchmarks/results/precision.md). ``precision="bf16"`` lets the plugin compute in bfloat16 on CPUs with AVX-512 BF16 or
-AMX (OpenVINO's own default there); ftrt asks for f32 unless told otherwise, so results
-match the other backends. ONNX Runtime's OpenVINO execution provider would be the
-other route; it rejected ftrt's graph ("the graph is not acyclic", onnxruntime-openvino
-1.24.1), the native runtime does not.
+(benchmarks/results/precision.md). ``precision="bf16"`` lets the plugin compute in
+bfloat16 on CPUs with AVX-512 BF16 or AMX (OpenVINO's own default there); ftrt asks for
+f32 unless told otherwise, so results match the other backends. ONNX Runtime's OpenVINO
+execution provider would be the other route; it rejected ftrt's graph ("the graph is not
+acyclic", onnxruntime-openvino 1.24.1), the native runtime does not.
 """
 
 from __future__ import annotations
