@@ -19,6 +19,15 @@ def attribute(node: "onnx.NodeProto", name: str, default: object = None) -> obje
     return default
 
 
+def conv_geometry(node: "onnx.NodeProto") -> tuple[list[int], list[int], list[int]] | None:
+    """A 2-D Conv's (strides, dilations, pads), or None where ``auto_pad`` pads it implicitly."""
+    if attribute(node, "auto_pad", b"NOTSET") != b"NOTSET":
+        return None
+    return ([int(v) for v in attribute(node, "strides", [1, 1])],  # type: ignore[attr-defined]
+            [int(v) for v in attribute(node, "dilations", [1, 1])],  # type: ignore[attr-defined]
+            [int(v) for v in attribute(node, "pads", [0, 0, 0, 0])])  # type: ignore[attr-defined]
+
+
 def constants(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
     """Initializers and Constant-node outputs by name."""
     from onnx import numpy_helper

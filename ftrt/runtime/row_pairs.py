@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, constants, readers
+from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, readers
 
 if TYPE_CHECKING:
     import onnx
@@ -70,14 +70,11 @@ def height_multiples(model: "onnx.ModelProto", pad_multiple: int) -> dict[str, i
             out = m
         elif node.op_type in _REDUCTIONS or node.op_type == "Concat":
             out = m if _keeps_height(node, consts) else 1
-        elif node.op_type == "Conv" and node.input[1] in consts:
+        elif node.op_type == "Conv" and node.input[1] in consts and (geometry := conv_geometry(node)):
             kh = consts[node.input[1]].shape[2]
-            sh = list(attribute(node, "strides", [1, 1]))[0]  # type: ignore[call-overload]
-            dh = list(attribute(node, "dilations", [1, 1]))[0]  # type: ignore[call-overload]
-            pads = list(attribute(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+            (sh, _), (dh, _), pads = geometry
             # out = (H + top + bottom - dh*(kh-1) - 1) / sh + 1, which is H / sh exactly when this is 0
-            if attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and m % sh == 0 \
-                    and pads[0] + pads[2] - dh * (kh - 1) - 1 + sh == 0:
+            if m % sh == 0 and pads[0] + pads[2] - dh * (kh - 1) - 1 + sh == 0:
                 out = m // sh
         elif node.op_type in ("Resize", "Upsample"):
             scales = consts.get(node.input[-1] if node.op_type == "Upsample" else (list(node.input) + ["", ""])[2])
@@ -178,11 +175,8 @@ def _eligible(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"], bloc
     cout, g, kh, _ = tensor.dims
     if cout != groups * g or kh != 5 or GROUP_FACTOR * g != block:
         return 0
-    for name in ("strides", "dilations"):
-        if list(attribute(node, name, [1, 1])) != [1, 1]:  # type: ignore[call-overload]
-            return 0
-    pads = list(attribute(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
-    if attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or pads[0] != 2 or pads[2] != 2:
+    geometry = conv_geometry(node)
+    if geometry is None or geometry[:2] != ([1, 1], [1, 1]) or geometry[2][0] != 2 or geometry[2][2] != 2:
         return 0
     return groups
 
@@ -233,7 +227,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
                                             emit.fresh("bias"))
                 model.graph.initializer.append(b)
                 ins.append(b.name)
-            pads = list(attribute(node, "pads"))  # type: ignore[call-overload]
+            pads = conv_geometry(node)[2]  # type: ignore[index]
             z = emit.node("Conv", ins, group=groups, kernel_shape=[3, w.shape[3]], pads=[1, pads[1], 1, pads[3]])
             leave(src._replace(tensor=z), node.output[0])
             changed.append(node.name or node.output[0])

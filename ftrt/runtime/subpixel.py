@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, constants, readers
+from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, readers
 
 if TYPE_CHECKING:
     import onnx
@@ -50,10 +50,7 @@ def _is_plain_3x3(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"]) 
     w = inits.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
     return (w is not None and w.data_type == onnx.TensorProto.FLOAT and list(w.dims[2:]) == [3, 3]
             and int(attribute(node, "group", 1)) == 1  # type: ignore[call-overload]
-            and list(attribute(node, "pads", [0, 0, 0, 0])) == [1, 1, 1, 1]  # type: ignore[call-overload]
-            and list(attribute(node, "strides", [1, 1])) == [1, 1]  # type: ignore[call-overload]
-            and list(attribute(node, "dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
-            and attribute(node, "auto_pad", b"NOTSET") == b"NOTSET")
+            and conv_geometry(node) == ([1, 1], [1, 1], [1, 1, 1, 1]))
 
 
 def subpixel_upsampling(model: "onnx.ModelProto") -> list[str]:
