@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ftrt.runtime.backends.ort import OrtBackend
+from ftrt.runtime.channel_norm import channel_norms_as_matmul
 from ftrt.runtime.cpu_layout import block_diagonal, cpu_model, mlas_block_size, widen_groups
 from ftrt.runtime.models import WEIGHTS_DIR
 from ftrt.runtime.row_pairs import height_multiples, row_pair_convs, row_pair_weight
@@ -118,7 +119,8 @@ def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
         if mlas_block_size() == 16:  # encoder and decoder convs on row pairs; the bottleneck's height may be odd
             assert laid_out.info.graph == ("36 grouped 5x5 convs on row pairs (16 real channels per group), "
                                            "9 grouped convs widened to 16-channel NCHWc groups, "
-                                           "3 upsampling convs at low resolution")
+                                           "3 upsampling convs at low resolution, "
+                                           "15 channel LayerNorms with their means as matrix products")
         for shape in ((1, 3, 61, 97), (2, 3, 50, 70), (1, 3, 32, 33)):  # odd sizes, a batch, the minimum side
             x = rng.uniform(size=shape).astype(np.float32)
             np.testing.assert_allclose(laid_out.run(x), plain.run(x), rtol=0, atol=1e-5)
@@ -135,6 +137,7 @@ class _Block:
 sys.meta_path.insert(0, _Block())
 import numpy as np
 from ftrt.runtime.backends.ort import OrtBackend
+from ftrt.runtime.channel_norm import channel_norms_as_matmul
 be = OrtBackend({str(model)!r}, threads=1).open()
 assert be.info.graph.startswith("as exported"), be.info.graph
 assert be.run(np.zeros((1, 3, 40, 40), np.float32)).shape == (1, 3, 40, 40)
@@ -255,3 +258,54 @@ def test_phase_weights_cover_every_tap_once() -> None:
         assert p.shape == (2, 3, 2, 2)
         np.testing.assert_allclose(p.sum(axis=(2, 3)), w.sum(axis=(2, 3)), rtol=1e-5)
     np.testing.assert_allclose(phases[0, 0][:, :, 0, 0], w[:, :, 0, 0])  # top-left tap alone on the corner pixel
+
+
+def _layer_norm_model(opset: int = 17, mean_read_outside: bool = False, axes: tuple[int, ...] = (1,)) -> onnx.ModelProto:
+    """x -> LayerNorm over the channels as ftrt's restorers export it -> gamma, beta -> 1x1 Conv.
+
+    ``mean_read_outside`` adds a second graph output reading the per-pixel mean.
+    """
+    rng = np.random.default_rng(9)
+    c = 24
+    const = lambda name, v: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    inits = [const("eps", 1e-6), const("one", 1.0), const("gamma", rng.uniform(0.5, 2, (1, c, 1, 1))),
+             const("beta", rng.standard_normal((1, c, 1, 1))), const("w", rng.standard_normal((8, c, 1, 1))),
+             const("two", np.ones((1, 1, 1, 1)) * 2)]
+    if opset >= 18:
+        inits.append(numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+        mean = lambda i, o: helper.make_node("ReduceMean", [i, "axes"], [o])  # noqa: E731
+    else:
+        mean = lambda i, o: helper.make_node("ReduceMean", [i], [o], axes=list(axes))  # noqa: E731
+    nodes = [mean("x", "mu"), helper.make_node("Sub", ["x", "mu"], ["xc"]), helper.make_node("Pow", ["xc", "two"], ["sq"]),
+             mean("sq", "var"), helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["one", "sd"], ["r"]), helper.make_node("Mul", ["xc", "r"], ["n"]),
+             helper.make_node("Mul", ["n", "gamma"], ["g"]), helper.make_node("Add", ["g", "beta"], ["a"]),
+             helper.make_node("Conv", ["a", "w"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, "h", "w"])]
+    if mean_read_outside:
+        outputs.append(helper.make_tensor_value_info("mu", TensorProto.FLOAT, ["n", 1, "h", "w"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", c, "h", "w"])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # axes as an attribute, then as an input
+def test_channel_norm_means_as_matmul_give_the_same_output(opset: int) -> None:
+    model = _layer_norm_model(opset)
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal(s).astype(np.float32) * 3 + 1 for s in ((1, 24, 13, 17), (2, 24, 8, 5))]
+    refs = [_run(model, x) for x in xs]
+    assert channel_norms_as_matmul(model) == ["mu"]
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert "ReduceMean" not in ops and ops.count("MatMul") == 2
+    assert ops.count("Reshape") == 2  # onto the (N, C, H*W) view once, back once before gamma
+    for x, ref in zip(xs, refs):
+        _close(_run(model, x), ref)
+
+
+def test_channel_norm_left_alone_when_its_mean_is_read_elsewhere_or_it_is_not_over_channels() -> None:
+    for model in (_layer_norm_model(mean_read_outside=True), _layer_norm_model(axes=(2, 3)),
+                  _layer_norm_model(18, axes=(1, 2))):
+        before = model.SerializeToString()
+        assert channel_norms_as_matmul(model) == [] and model.SerializeToString() == before

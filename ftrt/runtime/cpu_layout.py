@@ -12,7 +12,8 @@ are exact zeros) with twice the multiply-adds, but in the blocked kernels:
 1.2-1.3x faster for the whole restorer on an AVX-512 Xeon. Where the input
 height is known to be even, ``cpu_model`` first runs the 5x5 ones on row pairs
 instead (ftrt.runtime.row_pairs: 83 % real multiply-adds instead of 50 %,
-another 1.2x) and widens only the rest. Both are load-time rewrites for the
+another 1.2x) and widens only the rest; channel LayerNorms take their means as
+matrix products (ftrt.runtime.channel_norm). All are load-time rewrites for the
 CPU provider only: the ONNX file keeps its real grouped convolutions, which is
 what TensorRT and the GPU providers want.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ftrt.runtime.channel_norm import channel_norms_as_matmul
 from ftrt.runtime.onnx_graph import readers
 from ftrt.runtime.row_pairs import row_pair_convs
 from ftrt.runtime.subpixel import subpixel_upsampling
@@ -147,11 +149,14 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
     paired = row_pair_convs(model, block, pad_multiple)
     widened = widen_groups(model, block)
     upsampled = subpixel_upsampling(model)
+    norms = channel_norms_as_matmul(model)
     done = [f"{len(paired)} grouped 5x5 convs on row pairs ({block} real channels per group)"] if paired else []
     if widened:
         done.append(f"{len(widened)} grouped convs widened to {block}-channel NCHWc groups")
     if upsampled:
         done.append(f"{len(upsampled)} upsampling convs at low resolution")
+    if norms:
+        done.append(f"{len(norms)} channel LayerNorms with their means as matrix products")
     if not done:
-        return None, "as exported (no FP32 grouped or upsampling conv to lay out)"
+        return None, "as exported (no FP32 grouped conv, upsampling conv or channel LayerNorm to rewrite)"
     return model.SerializeToString(), ", ".join(done)
