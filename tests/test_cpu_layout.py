@@ -17,6 +17,7 @@ from ftrt.runtime.channel_norm import channel_norms_as_matmul
 from ftrt.runtime.cpu_layout import block_diagonal, cpu_model, mlas_block_size, widen_groups
 from ftrt.runtime.models import WEIGHTS_DIR
 from ftrt.runtime.row_pairs import height_multiples, row_pair_convs, row_pair_weight
+from ftrt.runtime.row_phases import row_phase_convs, row_phase_weight
 from ftrt.runtime.subpixel import phase_weights, subpixel_upsampling
 
 
@@ -120,6 +121,7 @@ def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
             assert laid_out.info.graph == ("36 grouped 5x5 convs on row pairs (16 real channels per group), "
                                            "9 grouped convs widened to 16-channel NCHWc groups, "
                                            "3 upsampling convs at low resolution, "
+                                           "1 narrow-output convs on several rows at a time, "
                                            "15 channel LayerNorms with their means as matrix products")
         for shape in ((1, 3, 61, 97), (2, 3, 50, 70), (1, 3, 32, 33)):  # odd sizes, a batch, the minimum side
             x = rng.uniform(size=shape).astype(np.float32)
@@ -309,3 +311,44 @@ def test_channel_norm_left_alone_when_its_mean_is_read_elsewhere_or_it_is_not_ov
                   _layer_norm_model(18, axes=(1, 2))):
         before = model.SerializeToString()
         assert channel_norms_as_matmul(model) == [] and model.SerializeToString() == before
+
+
+def _head_model(cout: int) -> onnx.ModelProto:
+    """x -> reflect Pad (one row and column, to the multiple of 4 the metadata promises) -> 16-to-``cout`` 5x5 Conv."""
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.standard_normal((cout, 16, 5, 5)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+             helper.make_node("Conv", ["p", "w", "b"], ["y"], name="head", pads=[2, 2, 2, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", cout, "h2", "w2"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"pad_multiple": "4"})
+    return model
+
+
+@pytest.mark.parametrize("block,rows", [(16, 4), (8, 2)])  # 3 channels x 4 rows fill 12 of 16; x 2 rows 6 of 8
+def test_narrow_output_conv_on_several_rows_gives_the_same_output(block: int, rows: int) -> None:
+    model = _head_model(3)
+    rng = np.random.default_rng(12)
+    xs = [rng.standard_normal(s).astype(np.float32) for s in ((1, 16, 23, 30), (2, 16, 35, 9))]
+    refs = [_run(model, x) for x in xs]
+    assert row_phase_convs(model, block, pad_multiple=4) == ["head"]
+    onnx.checker.check_model(model, full_check=True)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert next(a.ints for a in conv.attribute if a.name == "strides") == [rows, 1]
+    assert {t.name for t in model.graph.initializer}.isdisjoint({"w", "b"})
+    for x, ref in zip(xs, refs):
+        _close(_run(model, x), ref)
+
+
+def test_narrow_output_conv_left_alone_without_a_known_height_or_with_a_full_block() -> None:
+    assert row_phase_convs(_head_model(16), 16, pad_multiple=4) == []  # already fills the block
+    assert row_phase_convs(_head_model(3), 16, pad_multiple=0) == []  # no in-graph pad promise: height unknown
+
+
+def test_row_phase_weight_shifts_the_kernel_one_row_per_phase() -> None:
+    w = np.arange(1, 4, dtype=np.float32).reshape(1, 1, 3, 1)  # taps 1, 2, 3 for dy -1..1
+    rp = row_phase_weight(w, 2)[:, 0, :, 0]  # (row phase, kernel row over rows -1..2)
+    np.testing.assert_array_equal(rp, [[1, 2, 3, 0], [0, 1, 2, 3]])

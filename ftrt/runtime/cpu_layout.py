@@ -12,7 +12,8 @@ are exact zeros) with twice the multiply-adds, but in the blocked kernels:
 1.2-1.3x faster for the whole restorer on an AVX-512 Xeon. Where the input
 height is known to be even, ``cpu_model`` first runs the 5x5 ones on row pairs
 instead (ftrt.runtime.row_pairs: 83 % real multiply-adds instead of 50 %,
-another 1.2x) and widens only the rest; channel LayerNorms take their means as
+another 1.2x) and widens only the rest; the 3-channel head computes four rows
+at a time (ftrt.runtime.row_phases) and channel LayerNorms take their means as
 matrix products (ftrt.runtime.channel_norm). All are load-time rewrites for the
 CPU provider only: the ONNX file keeps its real grouped convolutions, which is
 what TensorRT and the GPU providers want.
@@ -29,6 +30,7 @@ import numpy as np
 from ftrt.runtime.channel_norm import channel_norms_as_matmul
 from ftrt.runtime.onnx_graph import readers
 from ftrt.runtime.row_pairs import row_pair_convs
+from ftrt.runtime.row_phases import row_phase_convs
 from ftrt.runtime.subpixel import subpixel_upsampling
 
 if TYPE_CHECKING:  # onnx is optional for the runtime: without it the file runs as exported
@@ -146,6 +148,7 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
         return None, "as exported (weights in external data files)"
     meta = {p.key: p.value for p in model.metadata_props}
     pad_multiple = int(meta.get("pad_multiple", "0") or 0)
+    phased = row_phase_convs(model, block, pad_multiple)
     paired = row_pair_convs(model, block, pad_multiple)
     widened = widen_groups(model, block)
     upsampled = subpixel_upsampling(model)
@@ -155,6 +158,8 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
         done.append(f"{len(widened)} grouped convs widened to {block}-channel NCHWc groups")
     if upsampled:
         done.append(f"{len(upsampled)} upsampling convs at low resolution")
+    if phased:
+        done.append(f"{len(phased)} narrow-output convs on several rows at a time")
     if norms:
         done.append(f"{len(norms)} channel LayerNorms with their means as matrix products")
     if not done:

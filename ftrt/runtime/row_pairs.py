@@ -113,16 +113,17 @@ def row_pair_bias(bias: np.ndarray, groups: int) -> np.ndarray:
     return np.repeat(bias.reshape(groups, 1, g), 2, axis=1).ravel()
 
 
-class _Emitter:
-    """Appends the reshape/transpose nodes that move a tensor into or out of the row-pair layout."""
+class Emitter:
+    """Appends the reshape/transpose nodes that move a tensor into or out of a layout with rows in the channels."""
 
-    def __init__(self, model: "onnx.ModelProto") -> None:
+    def __init__(self, model: "onnx.ModelProto", prefix: str = "ftrt_rowpair") -> None:
         self.model = model
+        self.prefix = prefix
         self.nodes: list["onnx.NodeProto"] = []
         self.created: list[str] = []
 
     def fresh(self, stem: str) -> str:
-        self.created.append(f"ftrt_rowpair_{len(self.created) + 1}_{stem}")
+        self.created.append(f"{self.prefix}_{len(self.created) + 1}_{stem}")
         return self.created[-1]
 
     def const(self, values: Iterable[int]) -> str:
@@ -139,27 +140,27 @@ class _Emitter:
         self.nodes.append(helper.make_node(op, inputs, [output], name=self.fresh(op), **attrs))
         return output
 
-    def _reshape(self, x: str, head: list[int], width: str, output: str | None = None) -> str:
+    def reshape(self, x: str, head: list[int], width: str, output: str | None = None) -> str:
         """Reshape ``x`` to ``head + [W]`` where W is the last dim of ``width`` (a 1-D shape tensor)."""
         target = self.node("Concat", [self.const(head), width], axis=0)
         return self.node("Reshape", [x, target], output)
 
-    def _width(self, x: str) -> str:
+    def width(self, x: str) -> str:
         return self.node("Gather", [self.node("Shape", [x]), self.const([3])], axis=0)
 
     def to_pairs(self, x: str, channels: int, g: int) -> str:
         """(N, C, H, W) -> (N, 2C, H/2, W): channel (group, row phase, k)."""
-        w = self._width(x)
-        x6 = self._reshape(x, [0, channels // g, g, -1, 2], w)
+        w = self.width(x)
+        x6 = self.reshape(x, [0, channels // g, g, -1, 2], w)
         t = self.node("Transpose", [x6], perm=[0, 1, 4, 2, 3, 5])
-        return self._reshape(t, [0, 2 * channels, -1], w)
+        return self.reshape(t, [0, 2 * channels, -1], w)
 
     def from_pairs(self, z: str, channels: int, g: int, output: str) -> str:
         """Inverse of ``to_pairs``, written to ``output``; ``channels`` is the original C."""
-        w = self._width(z)
-        z6 = self._reshape(z, [0, channels // g, 2, g, -1], w)
+        w = self.width(z)
+        z6 = self.reshape(z, [0, channels // g, 2, g, -1], w)
         t = self.node("Transpose", [z6], perm=[0, 1, 3, 4, 2, 5])
-        return self._reshape(t, [0, channels, -1], w, output)
+        return self.reshape(t, [0, channels, -1], w, output)
 
 
 def _eligible(node: "onnx.NodeProto", inits: dict[str, "onnx.TensorProto"], block: int) -> int:
@@ -195,7 +196,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
     inits = {t.name: t for t in model.graph.initializer}
     uses = {name: len(nodes) for name, nodes in readers(model).items()}
     graph_outputs = {o.name for o in model.graph.output}
-    emit = _Emitter(model)
+    emit = Emitter(model)
     paired: dict[str, _RowPairs] = {}  # original tensor -> its row-pair form
     leaving: dict[str, list["onnx.NodeProto"]] = {}  # original tensor -> the nodes that leave the layout
     changed: list[str] = []
