@@ -90,17 +90,18 @@ class OrtBackend(Backend):
             rewritten, self.info.graph = cpu_model(self.model)
             source = rewritten or source
         try:
-            self.session = ort.InferenceSession(source, so, providers=self._provider_list())
+            session = ort.InferenceSession(source, so, providers=self._provider_list())
         except BackendUnavailable:
             raise
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ValueError(f"{self.model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        active = self.session.get_providers()
+        self.session = session
+        active = session.get_providers()
         # onnxruntime-gpu silently falls back to CPU when the GPU is missing: say so instead of pretending.
         if PROVIDERS[self.provider] not in active:
             raise BackendUnavailable(f"{PROVIDERS[self.provider]} did not start (active: {', '.join(active)}); "
                                      "is a GPU and its driver present?")
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = session.get_modelmeta().custom_metadata_map
         self.info.metadata = dict(meta)
         self.info.providers = active
         self.info.device = "cpu" if self.provider == "cpu" else f"cuda:{self.device_id}"

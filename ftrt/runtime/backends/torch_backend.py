@@ -54,7 +54,8 @@ class TorchBackend(Backend):
                               "preset": str(meta.get("preset")), "card_id": str(meta.get("card_id", ""))}
         if getattr(model, "task", "") == "readability":
             side = str(model.input_side)
-            self.info.metadata.update(model="readability", labels=",".join(model.labels), input_side=side,
+            labels = getattr(model, "labels")  # nn.Module types its attributes Tensor | Module
+            self.info.metadata.update(model="readability", labels=",".join(labels), input_side=side,
                                       min_side=side, thresholds=json.dumps(meta.get("thresholds", {})))
         if self.device.startswith("cuda"):
             self.info.providers = [torch.cuda.get_device_name(self.device)]
