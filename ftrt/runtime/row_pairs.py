@@ -244,7 +244,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
                 continue
         emit.nodes.append(node)
     if changed:
-        _install(model, emit.nodes, graph_outputs, droppable=set(uses) | set(emit.created))
+        install_nodes(model, emit.nodes, graph_outputs, droppable=set(uses) | set(emit.created))
         _declare_shapes(model, paired.values())
     return changed
 
@@ -274,7 +274,7 @@ def _declare_shapes(model: "onnx.ModelProto", tensors: Iterable[_RowPairs]) -> N
                 t.tensor, TensorProto.FLOAT, [n, 2 * t.channels, f"{t.size}_h", f"{t.size}_w"]))
 
 
-def _install(model: "onnx.ModelProto", nodes: list["onnx.NodeProto"], graph_outputs: set[str],
+def install_nodes(model: "onnx.ModelProto", nodes: list["onnx.NodeProto"], graph_outputs: set[str],
              droppable: set[str]) -> None:
     """Make ``nodes`` the graph, without the nodes nothing reads any more and the ``droppable``
     initializers they alone read (the replaced weights, the dead ways back from the row-pair layout)."""

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, conv_geometry, readers
-from ftrt.runtime.row_pairs import Emitter, height_multiples
+from ftrt.runtime.onnx_graph import attribute, conv_geometry
+from ftrt.runtime.row_pairs import Emitter, height_multiples, install_nodes
 
 if TYPE_CHECKING:
     import onnx
@@ -60,9 +60,9 @@ def row_phase_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> 
         return []
     multiples = height_multiples(model, pad_multiple)
     inits = {t.name: t for t in model.graph.initializer}
-    uses = {name: len(nodes) for name, nodes in readers(model).items()}
     emit = Emitter(model, prefix="ftrt_rowphase")
     changed: list[str] = []
+    replaced: set[str] = set()  # the old weights and biases, dropped where nothing else reads them
     for node in list(model.graph.node):
         f = _phases(node, inits, block, multiples.get(node.input[0], 1))
         if not f:
@@ -83,13 +83,7 @@ def row_phase_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> 
         rows = emit.node("Transpose", [emit.reshape(z, [0, cout, f, -1], width)], perm=[0, 1, 3, 2, 4])
         emit.reshape(rows, [0, cout, -1], width, node.output[0])
         changed.append(node.name or node.output[0])
-        for name in node.input[1:]:
-            uses[name] -= 1
+        replaced.update(node.input[1:])
     if changed:
-        dead = {name for name, n in uses.items() if n == 0 and name in inits}
-        del model.graph.node[:]
-        model.graph.node.extend(emit.nodes)
-        kept = [t for t in model.graph.initializer if t.name not in dead]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(kept)
+        install_nodes(model, emit.nodes, {o.name for o in model.graph.output}, droppable=replaced)
     return changed
