@@ -104,7 +104,7 @@ def test_cpu_model_says_why_it_leaves_a_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     onnx.save(_conv_model(4, 32, 32), path)
     data, note = cpu_model(path, block=16)
-    assert data is not None and "1 grouped convs widened to 16" in note
+    assert data is not None and "1 grouped conv widened to 16" in note
     assert cpu_model(path, block=0) == (None, "as exported (this CPU has no NCHWc block size ftrt knows)")
     assert cpu_model(path, block=8)[0] is None
     bad = tmp_path / "bad.onnx"
@@ -121,8 +121,8 @@ def test_ort_backend_runs_the_shipped_restorer_the_same_either_way() -> None:
             assert laid_out.info.graph == ("36 grouped 5x5 convs on row pairs (16 real channels per group), "
                                            "9 grouped convs widened to 16-channel NCHWc groups, "
                                            "3 upsampling convs at low resolution, "
-                                           "1 narrow-output convs on several rows at a time, "
-                                           "15 channel LayerNorms with their means as matrix products")
+                                           "1 narrow-output conv on several rows at a time, "
+                                           "15 channel LayerNorms with means as matrix products")
         for shape in ((1, 3, 61, 97), (2, 3, 50, 70), (1, 3, 32, 33)):  # odd sizes, a batch, the minimum side
             x = rng.uniform(size=shape).astype(np.float32)
             np.testing.assert_allclose(laid_out.run(x), plain.run(x), rtol=0, atol=1e-5)

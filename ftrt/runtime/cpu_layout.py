@@ -131,6 +131,10 @@ def widen_groups(model: "onnx.ModelProto", block: int) -> list[str]:
     return changed
 
 
+def _count(items: list[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None, str]:
     """``path`` with its grouped convs laid out for this CPU's NCHWc block, or None and why it runs as is."""
     block = mlas_block_size() if block is None else block
@@ -153,15 +157,15 @@ def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None,
     widened = widen_groups(model, block)
     upsampled = subpixel_upsampling(model)
     norms = channel_norms_as_matmul(model)
-    done = [f"{len(paired)} grouped 5x5 convs on row pairs ({block} real channels per group)"] if paired else []
+    done = [f"{_count(paired, 'grouped 5x5 conv')} on row pairs ({block} real channels per group)"] if paired else []
     if widened:
-        done.append(f"{len(widened)} grouped convs widened to {block}-channel NCHWc groups")
+        done.append(f"{_count(widened, 'grouped conv')} widened to {block}-channel NCHWc groups")
     if upsampled:
-        done.append(f"{len(upsampled)} upsampling convs at low resolution")
+        done.append(f"{_count(upsampled, 'upsampling conv')} at low resolution")
     if phased:
-        done.append(f"{len(phased)} narrow-output convs on several rows at a time")
+        done.append(f"{_count(phased, 'narrow-output conv')} on several rows at a time")
     if norms:
-        done.append(f"{len(norms)} channel LayerNorms with their means as matrix products")
+        done.append(f"{_count(norms, 'channel LayerNorm')} with means as matrix products")
     if not done:
         return None, "as exported (no FP32 grouped conv, upsampling conv or channel LayerNorm to rewrite)"
     return model.SerializeToString(), ", ".join(done)
