@@ -136,14 +136,14 @@ def _count(items: list[str], noun: str) -> str:
 
 
 def cpu_model(path: str | Path, block: int | None = None) -> tuple[bytes | None, str]:
-    """``path`` with its grouped convs laid out for this CPU's NCHWc block, or None and why it runs as is."""
+    """``path`` rewritten for this CPU's NCHWc kernels (see the module docstring), or None and why it runs as is."""
     block = mlas_block_size() if block is None else block
     if block == 0:
         return None, "as exported (this CPU has no NCHWc block size ftrt knows)"
     try:
         import onnx
     except ImportError:
-        return None, "as exported (pip install onnx to widen grouped convs for NCHWc)"
+        return None, "as exported (pip install onnx for the CPU layout rewrites)"
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - a bad file gets ONNX Runtime's own error when the session loads it

@@ -20,7 +20,7 @@ PROVIDERS = {
 class OrtBackend(Backend):
     def __init__(self, model: str | Path, provider: str = "cpu", threads: int | None = None,
                  engine_cache: str | Path | None = None, device_id: int = 0, cpu_layout: bool = True) -> None:
-        """``cpu_layout``: on the CPU provider, lay grouped convs out for the NCHWc kernels at load time
+        """``cpu_layout``: on the CPU provider, rewrite the graph for the NCHWc kernels at load time
         (ftrt.runtime.cpu_layout); False runs the file exactly as exported."""
         if provider not in PROVIDERS:
             raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose {', '.join(PROVIDERS)}")
