@@ -352,3 +352,12 @@ def test_row_phase_weight_shifts_the_kernel_one_row_per_phase() -> None:
     w = np.arange(1, 4, dtype=np.float32).reshape(1, 1, 3, 1)  # taps 1, 2, 3 for dy -1..1
     rp = row_phase_weight(w, 2)[:, 0, :, 0]  # (row phase, kernel row over rows -1..2)
     np.testing.assert_array_equal(rp, [[1, 2, 3, 0], [0, 1, 2, 3]])
+
+
+def test_channel_norm_left_alone_when_shape_inference_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(model: onnx.ModelProto) -> onnx.ModelProto:
+        raise onnx.shape_inference.InferenceError("no shapes for this graph")
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", refuse)
+    model = _layer_norm_model()
+    assert channel_norms_as_matmul(model) == []
