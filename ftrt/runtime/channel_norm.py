@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, constants
+from ftrt.runtime.onnx_graph import attribute, constants, install_nodes
 
 if TYPE_CHECKING:
     import onnx
@@ -59,6 +59,7 @@ class _Norm:
         self.channels = channels
         self.full: set[str] = set()  # on the view, with C channels
         self.stat: set[str] = set()  # on the view, with one channel (a mean and what follows it)
+        self.exits: set[str] = set()  # full tensors read outside: reshaped back to NCHW under their own names
         self.nodes: list["onnx.NodeProto"] = []
 
     def kind(self, name: str) -> str | None:
@@ -115,6 +116,7 @@ def channel_norms_as_matmul(model: "onnx.ModelProto") -> list[str]:
         read_outside = {i for n in nodes if id(n) not in inside for i in n.input} | graph_outputs
         if norm.stat & read_outside or any(id(n) in taken for n in norm.nodes):
             continue
+        norm.exits = norm.full & read_outside
         taken |= inside
         norms.append(norm)
     if not norms:
@@ -129,8 +131,6 @@ def channel_norms_as_matmul(model: "onnx.ModelProto") -> list[str]:
         names = {norm.x: p + "x"}
         for n in norm.nodes:
             names[n.output[0]] = p + n.output[0].strip("/").replace("/", "_")
-        inside = {id(n) for n in norm.nodes}
-        exits = norm.full & ({i for n in nodes if id(n) not in inside for i in n.input} | graph_outputs)
         first = norm.nodes[0]
         out = [helper.make_node("Reshape", [norm.x, p + "view"], [names[norm.x]], name=p + "view"),
                helper.make_node("Shape", [norm.x], [p + "shape"], name=p + "shape")]
@@ -152,14 +152,14 @@ def channel_norms_as_matmul(model: "onnx.ModelProto") -> list[str]:
                 new = helper.make_node(n.op_type, ins, [names[n.output[0]]], name=(n.name or names[n.output[0]]))
                 new.attribute.extend(n.attribute)
             step = [new]
-            if n.output[0] in exits:
+            if n.output[0] in norm.exits:
                 step.append(helper.make_node("Reshape", [names[n.output[0]], p + "shape"], [n.output[0]],
                                              name=p + "back" + str(len(replaced))))
             replaced[id(n)] = (out + step) if n is first else step
             out = []
     new_nodes = [m for n in nodes for m in replaced.get(id(n), [n])]
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
+    # the ReduceMeans' axes inputs (opset 18+) and scalars only the replaced nodes read go with them
+    install_nodes(model, new_nodes, droppable={i for norm in norms for n in norm.nodes for i in n.input})
     gone = {n.output[0] for norm in norms for n in norm.nodes} - {o for n in new_nodes for o in n.output}
     kept_info = [v for v in model.graph.value_info if v.name not in gone]
     del model.graph.value_info[:]

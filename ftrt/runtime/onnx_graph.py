@@ -1,4 +1,4 @@
-"""Small read-only helpers over an ONNX graph, shared by the CPU layout rewrites."""
+"""Small helpers over an ONNX graph, shared by the CPU layout rewrites."""
 
 from __future__ import annotations
 
@@ -46,3 +46,21 @@ def readers(model: "onnx.ModelProto") -> dict[str, list["onnx.NodeProto"]]:
         for name in node.input:
             out.setdefault(name, []).append(node)
     return out
+
+
+def install_nodes(model: "onnx.ModelProto", nodes: list["onnx.NodeProto"], droppable: set[str]) -> None:
+    """Make ``nodes`` the graph, without the nodes nothing reads any more and the ``droppable``
+    initializers they alone read (the replaced weights, the dead ways back from a rewritten layout)."""
+    graph_outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for n in nodes for i in n.input} | graph_outputs
+        keep = [n for n in nodes if any(o in used for o in n.output)]
+        if len(keep) == len(nodes):
+            break
+        nodes = keep
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name in used or t.name not in droppable]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, readers
+from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, install_nodes, readers
 
 if TYPE_CHECKING:
     import onnx
@@ -244,7 +244,7 @@ def row_pair_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> l
                 continue
         emit.nodes.append(node)
     if changed:
-        install_nodes(model, emit.nodes, graph_outputs, droppable=set(uses) | set(emit.created))
+        install_nodes(model, emit.nodes, droppable=set(uses) | set(emit.created))
         _declare_shapes(model, paired.values())
     return changed
 
@@ -272,21 +272,3 @@ def _declare_shapes(model: "onnx.ModelProto", tensors: Iterable[_RowPairs]) -> N
         if t.tensor in live:
             model.graph.value_info.append(helper.make_tensor_value_info(
                 t.tensor, TensorProto.FLOAT, [n, 2 * t.channels, f"{t.size}_h", f"{t.size}_w"]))
-
-
-def install_nodes(model: "onnx.ModelProto", nodes: list["onnx.NodeProto"], graph_outputs: set[str],
-             droppable: set[str]) -> None:
-    """Make ``nodes`` the graph, without the nodes nothing reads any more and the ``droppable``
-    initializers they alone read (the replaced weights, the dead ways back from the row-pair layout)."""
-    while True:
-        used = {i for n in nodes for i in n.input} | graph_outputs
-        keep = [n for n in nodes if any(o in used for o in n.output)]
-        if len(keep) == len(nodes):
-            break
-        nodes = keep
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    used = {i for n in nodes for i in n.input}
-    kept = [t for t in model.graph.initializer if t.name in used or t.name not in droppable]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)

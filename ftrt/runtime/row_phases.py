@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, conv_geometry
-from ftrt.runtime.row_pairs import Emitter, height_multiples, install_nodes
+from ftrt.runtime.onnx_graph import attribute, conv_geometry, install_nodes
+from ftrt.runtime.row_pairs import Emitter, height_multiples
 
 if TYPE_CHECKING:
     import onnx
@@ -85,5 +85,5 @@ def row_phase_convs(model: "onnx.ModelProto", block: int, pad_multiple: int) -> 
         changed.append(node.name or node.output[0])
         replaced.update(node.input[1:])
     if changed:
-        install_nodes(model, emit.nodes, {o.name for o in model.graph.output}, droppable=replaced)
+        install_nodes(model, emit.nodes, droppable=replaced)
     return changed

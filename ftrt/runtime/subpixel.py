@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, readers
+from ftrt.runtime.onnx_graph import attribute, constants, conv_geometry, install_nodes, readers
 
 if TYPE_CHECKING:
     import onnx
@@ -63,7 +63,7 @@ def subpixel_upsampling(model: "onnx.ModelProto") -> list[str]:
     outputs = {o.name for o in model.graph.output}
     nodes: list["onnx.NodeProto"] = []
     done: set[str] = set()  # convs now computed by their phases
-    stale: set[str] = set()  # inputs only the replaced nodes read
+    stale: set[str] = set()  # inputs of the replaced nodes, dropped where nothing else reads them
     changed: list[str] = []
     for node in model.graph.node:
         if node.op_type == "Conv" and node.output[0] in done:
@@ -91,10 +91,5 @@ def subpixel_upsampling(model: "onnx.ModelProto") -> list[str]:
         stale.update([conv.input[1], *node.input[1:]])
         changed.append(conv.name or conv.output[0])
     if changed:
-        stale -= {i for n in nodes for i in n.input}
-        kept = [t for t in model.graph.initializer if t.name not in stale]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(kept)
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
+        install_nodes(model, nodes, droppable=stale)
     return changed
