@@ -295,6 +295,13 @@ def info(path: str, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------- precision
+# `ftrt calibrate` and `ftrt convert` both report on a chosen runtime.
+_report_backend_option = click.option(
+    "--report-backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+    help="Runtime that runs the low-precision file for the report: ONNX Runtime, or OpenVINO (INT8 "
+    "kernels on a CPU; the fast way to run a Q/DQ file without a GPU).")
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--images", multiple=True, required=True, help="Folder, file or glob of fundus photographs (repeatable).")
@@ -313,9 +320,7 @@ def info(path: str, as_json: bool) -> None:
               help="Who writes the Q/DQ graph: NVIDIA ModelOpt, onnxruntime.quantization (ftrt), or ModelOpt "
               "when installed (auto).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
-@click.option("--report-backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
-              help="Runtime that runs the low-precision file for the report: ONNX Runtime, or OpenVINO (INT8 "
-              "kernels on a CPU; the fast way to run a Q/DQ file without a GPU).")
+@_report_backend_option
 @click.option("--min-psnr", default=35.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--eval-num", default=8, show_default=True, help="Held-out images for the report.")
 @click.option("--seed", default=0, show_default=True)
@@ -355,9 +360,7 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
               help="NVIDIA ModelOpt AutoCast, onnxconverter-common (ftrt), or ModelOpt when installed (auto); "
               "the same FP32 rules either way.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
-@click.option("--report-backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
-              help="Runtime that runs the low-precision file for the report: ONNX Runtime, or OpenVINO (INT8 "
-              "kernels on a CPU; the fast way to run a Q/DQ file without a GPU).")
+@_report_backend_option
 @click.option("--min-psnr", default=45.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
 @click.option("--threads", type=int)
 @click.option("--json", "as_json", is_flag=True)
