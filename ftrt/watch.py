@@ -80,6 +80,12 @@ def output_name(path: Path, suffix: str = ".png", tag: str = "restored") -> str:
     return f"{path.stem}{path.suffix.lower()}.{tag}{suffix}"
 
 
+def _outputs(path: Path) -> dict[str, str]:
+    """Every file the watcher may write for ``path``, by role (a restart cleans up the temps of all of them)."""
+    return {"image": output_name(path), "dicom": output_name(path, ".dcm"), "json": output_name(path, ".json"),
+            "compare": output_name(path, ".png", tag="compare")}
+
+
 class Watcher:
     """``process(image) -> (restored image, FOV mask, sidecar fields)``; ``model_id`` names the model in
     derived DICOM instances; ``dicom_out`` "dicom" writes DICOM inputs back as DICOM, "png" as PNG."""
@@ -134,19 +140,20 @@ class Watcher:
             img, depth = (source.image, source.depth) if source is not None else read_image(path)
             t0 = time.perf_counter()
             result, mask, info = self.process(img)
+            names = _outputs(path)
             if source is not None and self.dicom_out == "dicom":
-                out = self.out_dir / output_name(path, ".dcm")
+                out = self.out_dir / names["dicom"]
                 write_derived(out, result, source, self.model_id,
                               f"ftrt {__version__} restoration, model {self.model_id}")
             else:
-                out = self.out_dir / output_name(path)
+                out = self.out_dir / names["image"]
                 write_image(out, result, depth)
             extra: dict[str, Any] = {}
             if self.side_by_side:
-                compare = self.out_dir / output_name(path, ".png", tag="compare")
+                compare = self.out_dir / names["compare"]
                 write_image(compare, np.concatenate([img * mask[..., None], result], axis=1), depth)
                 extra["side_by_side"] = compare.name
-            write_json_atomic(self.out_dir / output_name(path, ".json"),
+            write_json_atomic(self.out_dir / names["json"],
                               {"input": path.name, "output": out.name, "dicom": source is not None,
                                "seconds": round(time.perf_counter() - t0, 3), **extra, **info})
             self.journal.mark(path.name, *key, status="done", output=out.name)
@@ -162,9 +169,7 @@ class Watcher:
         """A run killed mid-write leaves the temp file of an atomic write (``.<output>.<random>.tmp``) beside
         its outputs; the file it was writing is redone from the start, so the temp is only litter."""
         for name in self.journal.interrupted():
-            src = Path(name)
-            for out in (output_name(src), output_name(src, ".dcm"), output_name(src, ".json"),
-                        output_name(src, ".png", tag="compare")):
+            for out in _outputs(Path(name)).values():
                 for tmp in self.out_dir.glob(f".{out}.*.tmp"):
                     tmp.unlink(missing_ok=True)
                     self.log(f"removed {tmp.name}, left by an interrupted run")
