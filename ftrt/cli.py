@@ -387,10 +387,13 @@ def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], conv
 def _check_report_backend(name: str) -> None:
     """Before any work: a report backend that is not installed would fail only after the file is written."""
     if name == "openvino":
+        from ftrt.runtime.backends import BackendUnavailable
+        from ftrt.runtime.backends.openvino_backend import import_openvino
+
         try:
-            import openvino  # noqa: F401
-        except ImportError:
-            _fail("--report-backend openvino needs OpenVINO: pip install 'ftrt[openvino]'")
+            import_openvino("--report-backend openvino")
+        except BackendUnavailable as exc:
+            _fail(str(exc))
 
 
 def _precision_summary(res: Any, as_json: bool) -> None:

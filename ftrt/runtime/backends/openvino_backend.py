@@ -24,6 +24,15 @@ from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable,
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
+def import_openvino(purpose: str) -> Any:
+    """The ``openvino`` module, or BackendUnavailable saying what ``purpose`` needs and how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise BackendUnavailable(f"{purpose} needs OpenVINO: pip install 'ftrt[openvino]'") from None
+    return openvino
+
+
 class OpenVinoBackend(Backend):
     def __init__(self, model: str | Path, threads: int | None = None, precision: str = "fp32") -> None:
         if precision not in PRECISIONS:
@@ -37,10 +46,7 @@ class OpenVinoBackend(Backend):
                                 precision=precision)
 
     def open(self) -> "OpenVinoBackend":
-        try:
-            import openvino as ov
-        except ImportError:
-            raise BackendUnavailable("the openvino backend needs OpenVINO: pip install 'ftrt[openvino]'") from None
+        ov = import_openvino("the openvino backend")
         if not self.model.is_file():
             raise FileNotFoundError(f"{self.model}: no such ONNX file")
         core = ov.Core()
