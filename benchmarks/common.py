@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 # One timing loop and one machine line for `ftrt profile` and the drivers.
@@ -14,6 +15,11 @@ def module_version(module: str) -> str:
         return str(__import__(module).__version__)
     except ImportError:
         return "not installed"
+
+
+def invocation() -> str:
+    """The command line that ran this driver, as a report quotes it."""
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def write_report(out: str | Path, lines: list[str]) -> str:
