@@ -4,7 +4,7 @@ ONNX Runtime runs twice: the file as exported, and as ftrt's ORT backend loads i
 (grouped convs laid out for the NCHWc kernels and the decoder's upsampling convs run at low
 resolution, ftrt/runtime/cpu_layout.py).
 
-    python benchmarks/cpu_latency.py [--models res-s res-l readability] [--sizes 256 512 1024] [--runs 5]
+    python benchmarks/cpu_latency.py [--models res-s res-l readability] [--sizes 256 512 1024] [--runs 5] [--rounds 3]
 
 The classifier runs at its fixed input side, batch 1 and 8, whatever ``--sizes`` says.
 
@@ -24,8 +24,8 @@ import os
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,9 +115,7 @@ def main() -> int:
         + (f", in each of {args.rounds} rounds (runtimes in turn; the median is over all "
            f"{args.rounds * args.runs} runs, the range is the lowest and highest ORT speed-up of one round). "
            if args.rounds > 1 else ". ")
-        +
-        "ONNX: opset 17, "
-        "onnxslim-simplified, ORT graph optimisation level ALL.",
+        + "ONNX: opset 17, onnxslim-simplified, ORT graph optimisation level ALL.",
         "ORT as exported: the file as it is. ORT (ftrt): as `OrtBackend` loads it by default — "
         + "; ".join(f"{k}: {v}" for k, v in layout_notes.items()) + ".",
         "",
