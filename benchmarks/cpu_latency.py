@@ -77,7 +77,8 @@ def main() -> int:
                 print(f"OpenVINO column left empty: {exc}", flush=True)
                 ov = None
             if getattr(model, "task", "") == "readability":
-                shapes = [(1, model.input_side), (8, model.input_side)]
+                side = int(getattr(model, "input_side"))  # a ReadabilityNet attribute; mypy sees nn.Module
+                shapes = [(1, side), (8, side)]
             else:
                 shapes = [(1, size) for size in args.sizes]
             for batch, size in shapes:
