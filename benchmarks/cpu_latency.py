@@ -9,10 +9,11 @@ resolution, ftrt/runtime/cpu_layout.py).
 The classifier runs at its fixed input side, batch 1 and 8, whatever ``--sizes`` says.
 
 Each cell: ``--warmup`` untimed runs, then the median of ``--runs`` timed runs, batch 1.
-``--rounds R`` (default 3) measures every cell R times, the runtimes taking turns in blocks of ``--runs``
-(torch, ORT as exported, ORT, OpenVINO; then again), so that this machine's drift of 10-25 %
-between minutes lands on all of them; the table then gives the median of all R x runs timings
-and the lowest and highest speed-up of a single round.
+Every block of timings runs in a process of its own (in one process, torch eager ran 5-15 %
+slower once ONNX Runtime had run there). ``--rounds R`` (default 3) measures every cell R times,
+the runtimes taking turns (torch, ORT as exported, ORT, OpenVINO; then again), so that this
+machine's drift of 10-25 % between minutes lands on all of them; the table then gives the
+median of all R x runs timings and the lowest and highest speed-up of a single round.
 Weights are the shipped ones where they exist (speed does not depend on their values).
 Writes ``benchmarks/results/cpu_latency.md``.
 """
@@ -20,11 +21,12 @@ Writes ``benchmarks/results/cpu_latency.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +35,64 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import cpu_name, invocation, module_version, time_ms, write_report  # noqa: E402
+
+
+RUNTIMES = ("torch", "plain", "ort", "ov")  # torch eager, ORT as exported, ORT (ftrt), OpenVINO
+
+
+def restorer(name: str):  # noqa: ANN201 - torch module
+    """The preset with its shipped weights where they exist (speed does not depend on their values)."""
+    from ftrt.models import build_model
+    from ftrt.models.pretrained import load_model, shipped_weights
+
+    return load_model(name)[0] if shipped_weights(name) else build_model(name).eval()
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Time one runtime on one cell in this process alone; print the timings (ms) and the graph note as JSON."""
+    import numpy as np
+
+    x = np.random.default_rng(0).uniform(size=(args.batch, 3, args.size, args.size)).astype(np.float32)
+    graph = ""
+    if args.worker == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        model = restorer(args.model)
+        xt = torch.from_numpy(x)
+
+        def run() -> object:
+            with torch.inference_mode():
+                return model(xt)
+    else:
+        from ftrt.runtime.backends import BackendUnavailable
+        from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
+        from ftrt.runtime.backends.ort import OrtBackend
+
+        try:
+            backend = (OpenVinoBackend(args.onnx, threads=args.threads) if args.worker == "ov" else
+                       OrtBackend(args.onnx, threads=args.threads, cpu_layout=args.worker == "ort")).open()
+        except BackendUnavailable as exc:
+            print(json.dumps({"unavailable": str(exc)}))
+            return 0
+        graph = backend.info.graph
+
+        def run() -> object:
+            return backend.run(x)
+    print(json.dumps({"ms": time_ms(run, args.warmup, args.runs), "graph": graph}))
+    return 0
+
+
+def measure(runtime: str, model: str, onnx_path: Path, batch: int, size: int, args: argparse.Namespace) -> dict:
+    """One block of timings in a fresh process: runtimes in one process slow each other down (torch eager
+    ran 5-15 % slower after ONNX Runtime had run in the same process, and slower with every round)."""
+    cmd = [sys.executable, __file__, "--worker", runtime, "--model", model, "--onnx", str(onnx_path),
+           "--batch", str(batch), "--size", str(size), "--runs", str(args.runs), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{runtime} worker failed on {model} {size}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -44,67 +104,56 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="measure each cell this many times, runtimes in turn")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_latency.md"))
+    ap.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker(args)
 
-    import numpy as np
     import onnxruntime as ort
     import torch
 
     from ftrt.export import export_onnx
-    from ftrt.models import build_model
-    from ftrt.models.pretrained import load_model, shipped_weights
-    from ftrt.runtime.backends import BackendUnavailable
-    from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
-    from ftrt.runtime.backends.ort import OrtBackend
 
-    torch.set_num_threads(args.threads)
     rows = []
     layout_notes: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            if shipped_weights(name):
-                model, _ = load_model(name)
-            else:
-                model = build_model(name).eval()
+            model = restorer(name)
             onnx_path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, onnx_path, preset=name, opset=17, check=False)
-            be = OrtBackend(onnx_path, threads=args.threads).open()
-            plain = OrtBackend(onnx_path, threads=args.threads, cpu_layout=False).open()
-            layout_notes[name] = be.info.graph
-            try:
-                ov = OpenVinoBackend(onnx_path, threads=args.threads).open()
-            except BackendUnavailable as exc:
-                print(f"OpenVINO column left empty: {exc}", flush=True)
-                ov = None
             if getattr(model, "task", "") == "readability":
                 side = int(getattr(model, "input_side"))  # a ReadabilityNet attribute; mypy sees nn.Module
                 shapes = [(1, side), (8, side)]
             else:
                 shapes = [(1, size) for size in args.sizes]
+            runtimes = list(RUNTIMES)
             for batch, size in shapes:
-                x = np.random.default_rng(0).uniform(size=(batch, 3, size, size)).astype(np.float32)
-                xt = torch.from_numpy(x)
-
-                def torch_run() -> object:
-                    with torch.inference_mode():
-                        return model(xt)
-
-                runners = {"torch": torch_run, "plain": lambda: plain.run(x), "ort": lambda: be.run(x)}
-                if ov:
-                    runners["ov"] = lambda: ov.run(x)
-                rounds = measure_rounds(runners, args.rounds, args.warmup, args.runs)
-                med = {k: statistics.median(v for r in rounds for v in r[k]) for k in runners}
+                rounds: list[dict[str, list[float]]] = []
+                for _ in range(args.rounds):
+                    got = {}
+                    for runtime in list(runtimes):
+                        result = measure(runtime, name, onnx_path, batch, size, args)
+                        if "unavailable" in result:
+                            print(f"OpenVINO column left empty: {result['unavailable']}", flush=True)
+                            runtimes.remove(runtime)
+                            continue
+                        got[runtime] = result["ms"]
+                        if runtime == "ort":
+                            layout_notes[name] = result["graph"]
+                    rounds.append(got)
+                med = {k: statistics.median(v for r in rounds for v in r[k]) for k in runtimes}
                 med_t, med_p, med_o, med_v = med["torch"], med["plain"], med["ort"], med.get("ov")
                 per_round = [statistics.median(r["torch"]) / statistics.median(r["ort"]) for r in rounds]
                 shape = f"{size}x{size}" + (f", batch {batch}" if batch > 1 else "")
                 rows.append((name, shape, med_t, med_p, med_o, med_v, min(per_round), max(per_round)))
                 print(f"{name} {shape}: torch {med_t:.0f} ms, ORT as exported {med_p:.0f} ms, ORT {med_o:.0f} ms, "
-                      f"OpenVINO {med_v or 0:.0f} ms; ORT speed-up per round "
-                      + ", ".join(f"{r:.2f}x" for r in per_round), flush=True)
-            be.close()
-            plain.close()
-            if ov:
-                ov.close()
+                      f"OpenVINO {med_v or 0:.0f} ms; per round torch / ORT: "
+                      + ", ".join(f"{statistics.median(r['torch']):.0f} / {statistics.median(r['ort']):.0f} ms"
+                                  for r in rounds), flush=True)
     lines = [
         "# CPU latency: PyTorch eager vs ONNX Runtime and OpenVINO",
         "",
@@ -114,8 +163,9 @@ def main() -> int:
         "(FP32: INFERENCE_PRECISION_HINT f32).",
         f"Batch 1 unless noted, square inputs; median of {args.runs} runs after {args.warmup} warm-up runs"
         + (f", in each of {args.rounds} rounds (runtimes in turn; the median is over all "
-           f"{args.rounds * args.runs} runs, the range is the lowest and highest ORT speed-up of one round). "
-           if args.rounds > 1 else ". ")
+           f"{args.rounds * args.runs} runs, the range is the lowest and highest ORT speed-up of one round)"
+           if args.rounds > 1 else "")
+        + "; every block of runs in a fresh process of its own. "
         + "ONNX: opset 17, onnxslim-simplified, ORT graph optimisation level ALL.",
         "ORT as exported: the file as it is. ORT (ftrt): as `OrtBackend` loads it by default — "
         + "; ".join(f"{k}: {v}" for k, v in layout_notes.items()) + ".",
@@ -130,12 +180,6 @@ def main() -> int:
         lines.append(f"| {name} | {shape} | {t:.0f} | {p:.0f} | {o:.0f} | {t / o:.2f}x | {spread}{ov_cols} |")
     write_report(args.out, lines)
     return 0
-
-
-def measure_rounds(runners: dict[str, Callable[[], object]], rounds: int, warmup: int,
-                   runs: int) -> list[dict[str, list[float]]]:
-    """Per round, each runner's timings (ms); runners take turns so slow minutes hit all of them."""
-    return [{k: time_ms(fn, warmup, runs) for k, fn in runners.items()} for _ in range(rounds)]
 
 
 if __name__ == "__main__":
