@@ -91,7 +91,8 @@ def measure(runtime: str, model: str, onnx_path: Path, batch: int, size: int, ar
            "--threads", str(args.threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{runtime} worker failed on {model} {size}: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise SystemExit(f"{runtime} worker failed on {model} {size}x{size}: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
