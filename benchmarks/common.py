@@ -17,6 +17,18 @@ def module_version(module: str) -> str:
         return "not installed"
 
 
+def preset_model(name: str):  # noqa: ANN201 - (torch module, metadata, shipped)
+    """The preset in eval mode with its shipped weights and their metadata, else freshly initialised
+    (speed does not depend on the weights; accuracy figures say which it was)."""
+    from ftrt.models import build_model
+    from ftrt.models.pretrained import load_model, shipped_weights
+
+    if shipped_weights(name):
+        model, meta = load_model(name)
+        return model, meta, True
+    return build_model(name).eval(), {}, False
+
+
 def invocation() -> str:
     """The command line that ran this driver, as a report quotes it."""
     return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])

@@ -34,18 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, invocation, module_version, time_ms, write_report  # noqa: E402
+from common import cpu_name, invocation, module_version, preset_model, time_ms, write_report  # noqa: E402
 
 
 RUNTIMES = ("torch", "plain", "ort", "ov")  # torch eager, ORT as exported, ORT (ftrt), OpenVINO
-
-
-def restorer(name: str):  # noqa: ANN201 - torch module
-    """The preset with its shipped weights where they exist (speed does not depend on their values)."""
-    from ftrt.models import build_model
-    from ftrt.models.pretrained import load_model, shipped_weights
-
-    return load_model(name)[0] if shipped_weights(name) else build_model(name).eval()
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -58,7 +50,7 @@ def worker(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        model = restorer(args.model)
+        model = preset_model(args.model)[0]
         xt = torch.from_numpy(x)
 
         def run() -> object:
@@ -123,7 +115,7 @@ def main() -> int:
     layout_notes: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            model = restorer(name)
+            model = preset_model(name)[0]
             onnx_path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, onnx_path, preset=name, opset=17, check=False)
             if getattr(model, "task", "") == "readability":

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, module_version, time_ms, write_report  # noqa: E402
+from common import cpu_name, module_version, preset_model, time_ms, write_report  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "drive"
 
@@ -54,8 +54,6 @@ def main() -> int:
     from ftrt.calibration.data import select_images
     from ftrt.calibration.report import precision_report, write_report as write_precision_report
     from ftrt.export import export_onnx
-    from ftrt.models import build_model
-    from ftrt.models.pretrained import load_model, shipped_weights
     from ftrt.runtime.backends import BackendUnavailable
     from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
     from ftrt.runtime.backends.ort import OrtBackend
@@ -68,12 +66,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            if shipped_weights(name):
-                model, meta = load_model(name)
-                weights = "shipped"
-            else:
-                model, meta = build_model(name).eval(), {}
-                weights = "random (no trained weights shipped)"
+            model, meta, shipped = preset_model(name)
+            weights = "shipped" if shipped else "random (no trained weights shipped)"
             fp32 = Path(tmp) / f"{name}.onnx"
             export_onnx(model, fp32, preset=name, check=False, work_side=meta.get("work_side"))
             int8 = Path(tmp) / f"{name}.int8.onnx"
