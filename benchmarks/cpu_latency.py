@@ -2,7 +2,7 @@
 
 ONNX Runtime runs twice: the file as exported, and as ftrt's ORT backend loads it by default
 (grouped convs laid out for the NCHWc kernels and the decoder's upsampling convs run at low
-resolution, ftrt/runtime/cpu_layout.py).
+resolution, ftrt/onnx/cpu_layout.py).
 
     python benchmarks/cpu_latency.py [--models res-s res-l readability] [--sizes 256 512 1024] [--runs 5] [--rounds 3]
 
@@ -60,10 +60,13 @@ def worker(args: argparse.Namespace) -> int:
         from ftrt.runtime.backends import BackendUnavailable
         from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
         from ftrt.runtime.backends.ort import OrtBackend
+        from ftrt.runtime.loaders import CpuLayoutLoader
 
+        onnx_file = Path(args.onnx)
         try:
-            backend = (OpenVinoBackend(args.onnx, threads=args.threads) if args.worker == "ov" else
-                       OrtBackend(args.onnx, threads=args.threads, cpu_layout=args.worker == "ort")).open()
+            backend = (OpenVinoBackend(onnx_file, threads=args.threads) if args.worker == "ov" else
+                       OrtBackend(CpuLayoutLoader(onnx_file) if args.worker == "ort" else onnx_file,
+                                  threads=args.threads)).open()
         except BackendUnavailable as exc:
             print(json.dumps({"unavailable": str(exc)}))
             return 0
@@ -160,7 +163,7 @@ def main() -> int:
            if args.rounds > 1 else "")
         + "; every block of runs in a fresh process of its own. "
         + "ONNX: opset 17, onnxslim-simplified, ORT graph optimisation level ALL.",
-        "ORT as exported: the file as it is. ORT (ftrt): as `OrtBackend` loads it by default — "
+        "ORT as exported: the file as it is. ORT (ftrt): as `open_backend('ort', ...)` loads it (CPU layout passes) — "
         + "; ".join(f"{k}: {v}" for k, v in layout_notes.items()) + ".",
         "",
         "| model | input | torch eager (ms) | ORT as exported (ms) | ORT (ftrt) (ms) | ORT speed-up | "

@@ -50,17 +50,17 @@ def main() -> int:
     import numpy as np
     import onnxruntime as ort
 
-    from ftrt.calibration import calibrate_int8, convert_fp16_model
-    from ftrt.calibration.data import select_images
-    from ftrt.calibration.report import precision_report, write_report as write_precision_report
+    from ftrt.precision import calibrate_int8, convert_fp16_model
+    from ftrt.precision.data import select_images
+    from ftrt.precision.report import precision_report, write_report as write_precision_report
     from ftrt.export import export_onnx
     from ftrt.runtime.backends import BackendUnavailable
     from ftrt.runtime.backends.openvino_backend import OpenVinoBackend
-    from ftrt.runtime.backends.ort import OrtBackend
+    from ftrt.runtime.backends import make_backend
 
     results_dir = Path(args.out).parent
     eval_paths = select_images([args.eval], args.eval_num).used
-    from ftrt.calibration.calibrate import _scorer
+    from ftrt.precision.calibrate import _scorer
 
     scorer = _scorer(args.threads)  # readability decisions FP32 vs low precision, when the classifier ships
     rows = []
@@ -78,7 +78,7 @@ def main() -> int:
             x = np.random.default_rng(0).uniform(size=(1, 3, args.size, args.size)).astype(np.float32)
             for label, path, note in ((("fp32", fp32, "")), ("int8", int8, f"{q.details['quantized_convs']} convs INT8"),
                                       ("fp16", half, "")):
-                with OrtBackend(path, threads=args.threads) as be:
+                with make_backend("ort", str(path), threads=args.threads) as be:
                     ms = statistics.median(time_ms(lambda: be.run(x), args.warmup, args.runs))
                 try:
                     with OpenVinoBackend(path, threads=args.threads) as ov:

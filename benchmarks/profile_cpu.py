@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "profile_cpu.md"))
     args = ap.parse_args()
 
-    from ftrt.calibration.data import parse_shape
+    from ftrt.shapes import parse_shape
     from ftrt.io import write_image
     from ftrt.profile import end_to_end, run_profile, to_markdown
     from ftrt.samples import retina

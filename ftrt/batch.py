@@ -13,18 +13,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from ftrt.io import ImageReadError, InputError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
+from ftrt.io import InputError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
 from ftrt.io.files import skipped_in_folders
+from ftrt.jobs import FILE_ERRORS, RestoreJob, SkipFile, one_line
 
 Record = dict[str, Any]
-
-
-class SkipFile(Exception):
-    """Raised by a ``process`` function to leave a file untouched on purpose; recorded as skipped."""
-
-    def __init__(self, reason: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.extra = extra or {}
 
 
 def run_batch(
@@ -44,12 +37,7 @@ def run_batch(
     inputs = list(inputs)
     files = collect_inputs(inputs)
     out = ensure_output_dir(out_dir, files)
-    # Camera folders hold sidecar files too: list them as skipped rather than fail or hide them.
-    records: list[Record] = [
-        {"input": str(p), "output": None, "status": "skipped", "error": None,
-         "reason": f"not an image file ({p.suffix or 'no suffix'})"}
-        for p in skipped_in_folders(inputs)
-    ]
+    records = _skipped_records(inputs)
     stems: dict[str, int] = {}
     for i, path in enumerate(tqdm(files, desc=desc, disable=not progress or len(files) < 2, unit="img")):
         rec: Record = {"input": str(path), "output": None, "status": "ok", "error": None}
@@ -75,14 +63,16 @@ def run_batch(
                        ms={k: round(v, 2) for k, v in ms.items()})
         except SkipFile as skip:
             rec.update(status="skipped", reason=str(skip), **skip.extra)
-        except (ImageReadError, ValueError, OSError, MemoryError) as exc:
-            rec.update(status="error", error=_one_line(path, exc))
+        except FILE_ERRORS as exc:
+            rec.update(status="error", error=one_line(path, exc))
         records.append(rec)
     return records
 
 
-def _one_line(path: Path, exc: BaseException) -> str:
-    return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+def _skipped_records(inputs: list[str]) -> list[Record]:
+    # Camera folders hold sidecar files too: list them as skipped rather than fail or hide them.
+    return [{"input": str(p), "output": None, "status": "skipped", "error": None,
+             "reason": f"not an image file ({p.suffix or 'no suffix'})"} for p in skipped_in_folders(inputs)]
 
 
 def degrade_files(inputs: list[str], out_dir: str | Path, kind: str = "mixed", seed: int = 0,
@@ -120,43 +110,58 @@ def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress:
     return run_batch(inputs, out_dir, process, desc=method, progress=progress)
 
 
-def restore_one(img: np.ndarray, pipeline: Any, gate: Any = None,
-                skip_invalid: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Restore one image; with ``gate`` score it before and after (``SkipFile`` if not a fundus photograph
-    and ``skip_invalid``). Returns (the pipeline's RestoreResult, record fields: per-stage ms, pipeline info,
-    readability)."""
-    ms: dict[str, float] = {}
-    before = None
-    if gate is not None:
-        t0 = time.perf_counter()
-        before = gate.score(img)
-        ms["gate_before"] = (time.perf_counter() - t0) * 1e3
-        if skip_invalid and not before.valid:
-            raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
-                           {"readability_before": before.as_dict()})
-    res = pipeline.restore(img)
-    ms.update(res.ms)
-    extra: dict[str, Any] = {"ms": ms, **res.info}
-    if gate is not None and before is not None:
-        t0 = time.perf_counter()
-        after = gate.score(res.image)
-        ms["gate_after"] = (time.perf_counter() - t0) * 1e3
-        extra.update(readability_before=before.as_dict(), readability_after=after.as_dict(),
-                     became_readable=bool(after.readable and not before.readable))
-    return res, extra
+class BatchNames:
+    """``OUT/<stem><suffix>`` (and ``<stem>_compare``), numbered when two inputs share a stem (a.png, a.jpg);
+    one name per input for every role."""
+
+    def __init__(self) -> None:
+        self.stems: dict[Path, str] = {}
+        self.counts: dict[str, int] = {}
+
+    def stem(self, path: Path) -> str:
+        if path not in self.stems:
+            stem = path.stem
+            if stem in self.counts:
+                self.counts[stem] += 1
+                stem = f"{stem}_{self.counts[stem]}"
+            else:
+                self.counts[stem] = 0
+            self.stems[path] = stem
+        return self.stems[path]
+
+    def __call__(self, path: Path, role: str, suffix: str) -> str:
+        return f"{self.stem(path)}{'_compare' if role == 'compare' else ''}{suffix}"
 
 
-def restore_files(inputs: list[str], out_dir: str | Path, pipeline: Any, side_by_side: bool = False,
-                  progress: bool = True, gate: Any = None, skip_invalid: bool = False) -> list[Record]:
-    """Restore each file through a :class:`ftrt.runtime.FundusPipeline` (see :func:`restore_one`)."""
+def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_side: bool = False,
+                  progress: bool = True, skip_invalid: bool = False, dicom_out: str = "png") -> list[Record]:
+    """Restore each file with an :class:`ftrt.runtime.OpenPipeline` (the per-file work is
+    :class:`ftrt.jobs.RestoreJob`, the same as ``ftrt watch``'s)."""
+    inputs = list(inputs)
+    files = collect_inputs(inputs)
+    out = ensure_output_dir(out_dir, files)
+    job = RestoreJob(opened.pipeline, out, BatchNames(), gate=opened.gate, skip_invalid=skip_invalid,
+                     side_by_side=side_by_side, dicom_out=dicom_out,
+                     model_id=str(opened.model_info(str(opened.backend.info.name))["model"]))
+    records = _skipped_records(inputs)
+    for path in tqdm(files, desc="restore", disable=not progress or len(files) < 2, unit="img"):
+        records.append(job.run(path).as_dict())
+    return records
 
-    def process(path: Path, img: np.ndarray, depth: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
-        res, extra = restore_one(img, pipeline, gate, skip_invalid)
-        if side_by_side:
-            extra["extra_images"] = {"_compare": np.concatenate([img * res.mask[..., None], res.image], axis=1)}
-        return res.image, extra
 
-    return run_batch(inputs, out_dir, process, desc="restore", progress=progress)
+def gate_summary(records: list[Record]) -> list[str]:
+    """What restoration did to readability, improvements and harm alike."""
+    gated = [r for r in records if "readability_after" in r]
+    before = [r for r in gated if not r["readability_before"]["readable"]]
+    became = [r for r in gated if r.get("became_readable")]
+    still = [r for r in before if not r["readability_after"]["readable"]]
+    lost = [r for r in gated if r["readability_before"]["readable"] and not r["readability_after"]["readable"]]
+    lines = [f"readability: {len(before)} of {len(gated)} unreadable before restoration; "
+             f"{len(became)} became readable, {len(still)} still unreadable, {len(lost)} readable before but not after"]
+    lines += [f"  now readable: {r['input']}" for r in became]
+    lines += [f"  still unreadable: {r['input']}" for r in still]
+    lines += [f"  readable before, not after: {r['input']}" for r in lost]
+    return lines
 
 
 def assess_files(inputs: list[str], scorer: Any, progress: bool = True) -> list[Record]:
@@ -166,6 +171,6 @@ def assess_files(inputs: list[str], scorer: Any, progress: bool = True) -> list[
         try:
             img, _ = read_image(path)
             records.append({"file": str(path), **scorer.score(img).as_dict(), "status": "ok", "error": None})
-        except (ImageReadError, ValueError, OSError, MemoryError) as exc:
-            records.append({"file": str(path), "status": "error", "error": _one_line(path, exc)})
+        except FILE_ERRORS as exc:
+            records.append({"file": str(path), "status": "error", "error": one_line(path, exc)})
     return records

@@ -299,17 +299,31 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+def end_to_end_all(models: list[str], backends: list[str], images: list[str],
+                   threads: int | None = None) -> list[dict[str, Any]]:
+    """:func:`end_to_end` for every model and backend; a backend that cannot run is a row saying why."""
+    rows = []
+    for m in models:
+        for b in backends:
+            try:
+                rows.append(end_to_end(m, b, images, threads))
+            except Exception as exc:  # noqa: BLE001 - one unavailable backend must not hide the others
+                rows.append({"model": m, "backend": b, "error": str(exc).splitlines()[0]})
+    return rows
+
+
 def end_to_end(model: str, backend_name: str, images: list[str], threads: int | None = None,
                max_side: int | None = None) -> dict[str, Any]:
     """The real pipeline on real images, split by stage: decode, preprocess, infer, postprocess, encode."""
     import tempfile
 
     from ftrt.io import collect_inputs, read_image, write_image
-    from ftrt.runtime import FundusPipeline, PipelineConfig, open_backend
+    from ftrt.runtime import open_pipeline
 
     stages: dict[str, list[float]] = {}
-    with open_backend(backend_name, model, threads=threads) as be, tempfile.TemporaryDirectory() as tmp:
-        pipe = FundusPipeline(be, PipelineConfig(max_side=max_side))
+    with open_pipeline(model, backend_name, threads=threads, max_side=max_side) as opened, \
+            tempfile.TemporaryDirectory() as tmp:
+        pipe, be = opened.pipeline, opened.backend
         device = _DeviceStages(be)
         for path in collect_inputs(images):
             t0 = time.perf_counter()

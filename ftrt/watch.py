@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ftrt import __version__
-from ftrt.io import IMAGE_SUFFIXES, ImageReadError, read_image, write_image, write_json_atomic
-from ftrt.io.dicom import is_dicom, read_dicom, write_derived
+from ftrt.io import IMAGE_SUFFIXES, write_json_atomic
+from ftrt.io.dicom import is_dicom
+from ftrt.jobs import RestoreJob
 
 JOURNAL = ".ftrt-watch.sqlite"
 
@@ -80,6 +80,11 @@ def output_name(path: Path, suffix: str = ".png", tag: str = "restored") -> str:
     return f"{path.stem}{path.suffix.lower()}.{tag}{suffix}"
 
 
+def watch_names(path: Path, role: str, suffix: str) -> str:
+    """The per-file job's naming policy here: ``<name>.restored<suffix>`` and ``<name>.compare<suffix>``."""
+    return output_name(path, suffix, tag="compare" if role == "compare" else "restored")
+
+
 def _outputs(path: Path) -> dict[str, str]:
     """Every file the watcher may write for ``path``, by role (a restart cleans up the temps of all of them)."""
     return {"image": output_name(path), "dicom": output_name(path, ".dcm"), "json": output_name(path, ".json"),
@@ -87,22 +92,29 @@ def _outputs(path: Path) -> dict[str, str]:
 
 
 class Watcher:
-    """``process(image) -> (restored image, FOV mask, sidecar fields)``; ``model_id`` names the model in
-    derived DICOM instances; ``dicom_out`` "dicom" writes DICOM inputs back as DICOM, "png" as PNG."""
+    """Runs the per-file job (:class:`ftrt.jobs.RestoreJob`) on every complete new file of ``in_dir``.
+
+    ``job``: the job, or ``process(image) -> (restored image, FOV mask, sidecar fields)`` for a job around
+    that function; ``record``: fields every sidecar carries (the model, backend and precision);
+    ``model_id`` names the model in derived DICOM instances; ``dicom_out`` "dicom" writes DICOM inputs
+    back as DICOM, "png" as PNG."""
 
     def __init__(self, in_dir: str | Path, out_dir: str | Path,
-                 process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+                 job: RestoreJob | Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]],
                  poll: float = 2.0, log: Callable[[str], None] = print, model_id: str = "",
-                 dicom_out: str = "dicom", side_by_side: bool = False) -> None:
+                 dicom_out: str = "dicom", side_by_side: bool = False,
+                 record: dict[str, Any] | None = None) -> None:
         self.in_dir, self.out_dir = Path(in_dir), Path(out_dir)
         if self.in_dir.resolve() == self.out_dir.resolve():
             raise ValueError("the output folder must not be the watched folder")
         if not self.in_dir.is_dir():
             raise ValueError(f"{self.in_dir}: not a folder")
-        if dicom_out not in ("dicom", "png"):
-            raise ValueError(f"dicom_out must be 'dicom' or 'png', not {dicom_out!r}")
-        self.process, self.poll, self.log = process, poll, log
-        self.model_id, self.dicom_out, self.side_by_side = model_id, dicom_out, side_by_side
+        if isinstance(job, RestoreJob):
+            self.job = job
+        else:
+            self.job = RestoreJob(None, self.out_dir, watch_names, dicom_out=dicom_out, model_id=model_id,
+                                  side_by_side=side_by_side, process=job)
+        self.poll, self.log, self.record = poll, log, dict(record or {})
         self.journal = Journal(self.out_dir)
         self.stop = False
         self.seen: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the previous scan
@@ -135,32 +147,23 @@ class Watcher:
 
     def _handle(self, path: Path, key: tuple[int, int]) -> None:
         self.journal.mark(path.name, *key, status="processing")
-        try:
-            source = read_dicom(path) if is_dicom(path) else None
-            img, depth = (source.image, source.depth) if source is not None else read_image(path)
-            t0 = time.perf_counter()
-            result, mask, info = self.process(img)
-            names = _outputs(path)
-            if source is not None and self.dicom_out == "dicom":
-                out = self.out_dir / names["dicom"]
-                write_derived(out, result, source, self.model_id,
-                              f"ftrt {__version__} restoration, model {self.model_id}")
-            else:
-                out = self.out_dir / names["image"]
-                write_image(out, result, depth)
-            extra: dict[str, Any] = {}
-            if self.side_by_side:
-                compare = self.out_dir / names["compare"]
-                write_image(compare, np.concatenate([img * mask[..., None], result], axis=1), depth)
-                extra["side_by_side"] = compare.name
-            write_json_atomic(self.out_dir / names["json"],
-                              {"input": path.name, "output": out.name, "dicom": source is not None,
-                               "seconds": round(time.perf_counter() - t0, 3), **extra, **info})
-            self.journal.mark(path.name, *key, status="done", output=out.name)
+        t0 = time.perf_counter()
+        rec = self.job.run(path)
+        if rec.status == "ok" and rec.output is not None:
+            out = Path(rec.output)
+            try:
+                write_json_atomic(self.out_dir / output_name(path, ".json"),
+                                  {"input": path.name, "output": out.name,
+                                   "seconds": round(time.perf_counter() - t0, 3), **self.record, **rec.fields})
+            except OSError as exc:
+                rec.status, rec.error = "error", f"{path.name}: sidecar not written ({exc})"
+        if rec.status == "ok" and rec.output is not None:
+            self.journal.mark(path.name, *key, status="done", output=Path(rec.output).name)
             self.stats.done += 1
-            self.log(f"restored {path.name} -> {out.name}")
-        except (ImageReadError, ValueError, OSError, MemoryError) as exc:
-            msg = str(exc) if path.name in str(exc) else f"{path.name}: {exc}"
+            self.log(f"restored {path.name} -> {Path(rec.output).name}")
+        else:
+            msg = rec.error or rec.reason or "not restored"
+            msg = msg.replace(str(path), path.name)
             self.journal.mark(path.name, *key, status="failed", error=msg)
             self.stats.failed += 1
             self.log(f"failed: {msg}")

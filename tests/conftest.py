@@ -10,13 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
-    config.addinivalue_line("markers", "data: needs the research data in ../shared/data")
-    config.addinivalue_line("markers", "trt: needs TensorRT (runs wherever it is installed; skipped in CI)")
-    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU")
-
-
 @pytest.fixture(scope="session")
 def retina_full() -> np.ndarray:
     """The CC0 fundus photograph shipped with scikit-image, float RGB [0, 1]."""
@@ -61,3 +54,20 @@ def random_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "random-res-s.onnx"
     export_onnx(m, out, preset="res-s", card_id="random", opset=17, check=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def fundus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six real-looking fundus photographs: the CC0 sample under different crops, flips and exposure."""
+    import cv2
+    from skimage import data
+
+    from ftrt.io import write_image
+
+    base = data.retina().astype(np.float32) / 255.0
+    d = tmp_path_factory.mktemp("fundus")
+    for i in range(6):
+        img = cv2.resize(base, (160 + 16 * i, 160 + 16 * i), interpolation=cv2.INTER_AREA)
+        img = np.clip(img * (0.8 + 0.08 * i), 0, 1)
+        write_image(d / f"fundus_{i}.png", img[:, ::-1] if i % 2 else img)
+    return d

@@ -8,9 +8,9 @@ import numpy as np
 
 from ftrt.degrade.cataract import apply_cataract, sample_cataract
 from ftrt.degrade.cofe import apply_cofe, sample_cofe
+from ftrt.degrade.physical import apply_physical, sample_physical
+from ftrt.degrade.kinds import KINDS
 from ftrt.fov import fov_mask
-
-KINDS = ("cofe", "cataract", "mixed", "syn")
 
 # A learnt degradation (ftrt.degrade.syn.SynDegrader): (img, mask, rng) -> (degraded, params).
 SynFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, dict[str, Any]]]
@@ -47,6 +47,9 @@ def degrade(
         if step == "cofe":
             p = sample_cofe(rng, shape)
             out = apply_cofe(out, mask, p)
+        elif step == "real":
+            p = sample_physical(rng, shape)
+            out = apply_physical(out, mask, p)
         elif step == "syn":
             assert syn is not None
             out, p = syn(out, mask, rng)

@@ -4,7 +4,8 @@ Importing this package needs neither TensorRT nor a GPU; the functions that do
 raise :class:`TensorRTUnavailable` with the line that installs it.
 """
 
-from ftrt.engine.host import TensorRTUnavailable, host_info
+from ftrt.engine.errors import TensorRTUnavailable
+from ftrt.engine.host import host_info
 from ftrt.engine.profiles import EngineProfile, default_profiles, parse_profile, select_profile
 from ftrt.engine.sidecar import EngineMismatch, check_compatible, read_sidecar
 

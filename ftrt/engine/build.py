@@ -149,7 +149,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, opts: BuildOptions,
     if plan.int8_flag:
         config.set_flag(trt.BuilderFlag.INT8)
     if plan.use_calib_cache:
-        from ftrt.calibration.trt_cache import read_cache, retag, version_code
+        from ftrt.engine.calib_cache import read_cache, retag, version_code
 
         assert opts.calib_cache is not None
         read_cache(opts.calib_cache)  # a clear error for a file that is not a cache

@@ -178,7 +178,7 @@ class PyCuda:
 
 def open_cuda(device: int = 0) -> CudaPython | PyCuda:
     """cuda-python when importable, else pycuda; raises TensorRTUnavailable with the install line."""
-    from ftrt.engine.host import TensorRTUnavailable
+    from ftrt.engine.errors import TensorRTUnavailable
 
     errors = []
     for impl in (CudaPython, PyCuda):

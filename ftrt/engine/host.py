@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftrt.engine.errors import INSTALL_HINT, TensorRTUnavailable
 from ftrt.engine.sidecar import HostInfo
 
-INSTALL_HINT = ("install TensorRT for this machine: `pip install 'ftrt[trt]'` on an x86-64 host with an NVIDIA "
-                "driver (pulls tensorrt-cu12 from NVIDIA's index), or on Jetson use the TensorRT that JetPack ships "
-                "(`sudo apt install python3-libnvinfer`)")
-
-
-class TensorRTUnavailable(RuntimeError):
-    """TensorRT (or a CUDA API, or a GPU) is not usable on this host."""
+__all__ = ["INSTALL_HINT", "TensorRTUnavailable", "host_info", "trt_module"]
 
 
 def trt_module() -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftrt.shapes import parse_dims
+
 Dims = tuple[int, int, int]  # (batch, height, width)
 
 # Common fundus camera outputs after FOV cropping: square-ish, 1-3 k px; the generic profile covers them.
@@ -52,16 +54,8 @@ def _fmt(d: Dims) -> str:
 
 
 def _dims(text: str) -> Dims:
-    parts = text.lower().split("x")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"{text!r}: expected HxW or NxHxW") from None
-    if len(nums) == 2:
-        return (1, nums[0], nums[1])
-    if len(nums) == 3:
-        return (nums[0], nums[1], nums[2])
-    raise ValueError(f"{text!r}: expected HxW or NxHxW")
+    nums = parse_dims(text, (2, 3))
+    return (1, nums[0], nums[1]) if len(nums) == 2 else (nums[0], nums[1], nums[2])
 
 
 def parse_profile(text: str) -> EngineProfile:

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 
 from ftrt import __version__
 from ftrt.io import atomic_write
-from ftrt.export.metadata import build_metadata, model_metadata, set_metadata
+from ftrt.onnx.metadata import build_metadata, model_metadata, set_metadata
 from ftrt.export.parity import PARITY_SHAPES, parity_check
 
 INPUT_NAME = "image"
@@ -134,7 +133,7 @@ def export_onnx(
     # nodes that stay FP32 and nodes that become FP16, which the converter cannot type.
     half = None
     if fp16:
-        from ftrt.export.fp16 import convert_fp16
+        from ftrt.onnx.fp16 import convert_fp16
 
         half = convert_fp16(proto)
     simplified = False
@@ -154,7 +153,7 @@ def export_onnx(
     if check:
         result.parity = parity_check(model, proto.SerializeToString(), spec.parity_shapes, tolerance)
     if half is not None:
-        from ftrt.export.fp16 import psnr_vs_fp32
+        from ftrt.onnx.fp16 import psnr_vs_fp32
 
         result.fp16_psnr_db = psnr_vs_fp32(proto, half)
         result.metadata = {**meta, "precision": "fp16-mixed"}
@@ -168,8 +167,3 @@ def export_onnx(
 
 def _save(proto: onnx.ModelProto, out: Path) -> None:
     atomic_write(out, lambda tmp: onnx.save(proto, tmp))
-
-
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ftrt.io.images import ImageReadError, atomic_write
+from ftrt.io.atomic import atomic_write
+from ftrt.io.files import ImageReadError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 

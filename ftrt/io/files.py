@@ -10,6 +10,10 @@ from typing import Iterable
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 
 
+class ImageReadError(ValueError):
+    """An input file is not a readable image."""
+
+
 class InputError(ValueError):
     """The command line names inputs or outputs that cannot be used."""
 

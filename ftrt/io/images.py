@@ -6,23 +6,18 @@ of the source is returned so outputs can be written back at the same depth.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
 
+from ftrt.io.atomic import atomic_write_bytes
+from ftrt.io.files import ImageReadError
+
 # A header can claim any size; refuse before decoding rather than allocate gigabytes.
 # Fundus cameras top out near 24 MP; 100 MP leaves room for stitched montages.
 MAX_PIXELS = 100_000_000
-
-
-class ImageReadError(ValueError):
-    """An input file is not a readable image."""
 
 
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
@@ -120,67 +115,11 @@ def _encode(img: np.ndarray, suffix: str, depth: int) -> bytes:
     return buf.tobytes()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], object]) -> Path:
-    """Call ``writer(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
-
-    A reader never sees a half-written file, and a crash leaves the old file (or
-    none) instead of a truncated one. The temp file gets the usual permissions
-    (mkstemp makes 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def _write_synced(tmp: str, payload: bytes) -> None:
-    with open(tmp, "wb") as fh:
-        fh.write(payload)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    atomic_write(path, lambda tmp: _write_synced(tmp, payload))
-
-
 def write_image(path: str | os.PathLike[str], img: np.ndarray, depth: int = 8) -> Path:
     """Write float RGB [0, 1] atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if depth == 16 and suffix not in (".png", ".tif", ".tiff"):
         depth = 8
-    _atomic_write_bytes(path, _encode(img, suffix, depth))
-    return path
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    path = Path(path)
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    _atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, _encode(img, suffix, depth))
     return path

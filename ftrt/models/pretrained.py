@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ftrt.models.registry import PRESETS, build_model
+from ftrt.runtime.models import WEIGHTS_DIR, resolve_model
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
+__all__ = ["WEIGHTS_DIR", "load_model", "read_metadata", "resolve_weights", "restore_array", "shipped_weights"]
 
 def shipped_weights(name: str) -> Path | None:
     p = WEIGHTS_DIR / f"{name}.safetensors"
@@ -27,18 +27,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_weights(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors" and p.exists():
-        return p
-    if p.is_dir():  # a training run folder: its final weights, else the last checkpoint's EMA
-        for candidate in (p / "final.safetensors", p / "last" / "ema.safetensors", p / "ema.safetensors"):
-            if candidate.exists():
-                return candidate
-    shipped = shipped_weights(name_or_path)
-    if shipped is not None:
-        return shipped
-    known = ", ".join(sorted(q.stem for q in WEIGHTS_DIR.glob("*.safetensors"))) or "none"
-    raise FileNotFoundError(f"no weights for {name_or_path!r} (shipped: {known}; or give a .safetensors path)")
+    """A shipped name, a .safetensors file or a training run folder (ftrt.runtime.models.resolve_model)."""
+    return resolve_model(name_or_path, "safetensors")
 
 
 def load_model(name_or_path: str, preset: str | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -28,6 +28,13 @@ class GeneratorConfig:
     w_perceptual: float = 0.0
     w_identity: float = 0.01
     w_gan: float = 0.0
+    # Charbonnier on Laplacians: vessel-scale detail (blind to the global colour, so it teaches no colour pull).
+    w_edge: float = 0.0
+    # bf16 autocast for the forward pass (a CPU with AMX / AVX-512 BF16 runs it faster; see
+    # benchmarks/results/train_speed.md); ignored where the CPU lacks native bf16.
+    bf16: bool = False
+    # channels_last weights and batches: PyTorch's CPU convolutions skip a layout reorder (1.3x measured).
+    channels_last: bool = False
     # Fundus perceptual loss: features of this readability model (a shipped name or .safetensors).
     perceptual_model: str = "readability"
     perceptual_depth: int = 3
@@ -48,6 +55,9 @@ class RestorerConfig(GeneratorConfig):
     kind: str = "mixed"
     max_side: int = 576
     identity_fraction: float = 0.25
+    # Each photograph rescaled by a log-uniform factor in [scale_min, scale_max] before it is degraded.
+    scale_min: float = 1.0
+    scale_max: float = 1.0
     val_kind: str = "mixed"
     # Start from these weights (fine-tuning) instead of the preset's initialisation.
     init: str = ""

@@ -83,6 +83,21 @@ def heldout_by_name(paths: list[Path], fraction: float, salt: str = "ftrt") -> t
     return kept, held
 
 
+def rescale(item: FundusImage, rng: np.random.Generator,
+            scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The float photograph and its mask at a random scale, log-uniform in ``scale_range``: vessels of every
+    width a camera and working resolution give, from a pool of a few sizes. (1, 1) draws nothing."""
+    lo, hi = scale_range
+    if lo == hi == 1.0:
+        return item.float(), item.mask
+    s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    h, w = item.image.shape[:2]
+    size = (max(64, round(w * s)), max(64, round(h * s)))
+    img = cv2.resize(item.image, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    mask = cv2.resize(item.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return img.astype(np.float32) / 255.0, mask
+
+
 def random_crop_in_fov(rng: np.random.Generator, mask: np.ndarray, crop: int) -> tuple[int, int]:
     """Top-left corner of a crop centred on a random FOV pixel (few crops of black border)."""
     h, w = mask.shape
@@ -114,11 +129,12 @@ class PairedDegradationDataset(Dataset):
     """Indexable by a global sample index; returns (degraded, clean) CHW float tensors."""
 
     def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
-                 syn_fraction: float = 0.0) -> None:
+                 syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0)) -> None:
         if not pool:
             raise ValueError("no usable training images")
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
         self.syn, self.syn_fraction = syn, syn_fraction
+        self.scale_range = scale_range
 
     def __len__(self) -> int:
         return 2**62
@@ -126,13 +142,13 @@ class PairedDegradationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(index)])
         item = self.pool[int(rng.integers(len(self.pool)))]
-        clean = item.float()
+        clean, mask = rescale(item, rng, self.scale_range)
         crop = min(self.crop, *clean.shape[:2])
         use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
-        lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=item.mask, syn=self.syn)
-        y0, x0 = random_crop_in_fov(rng, item.mask, crop)
+        lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=mask, syn=self.syn)
+        y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-        gt = clean * item.mask[..., None]
+        gt = clean * mask[..., None]
         lq_c, gt_c = augment(rng, lq[sl], gt[sl])
         return to_chw(lq_c), to_chw(gt_c)
 

@@ -122,6 +122,13 @@ class TrainingRun:
         self.history = state.get("history", [])
         self.elapsed = float(state.get("elapsed_s", 0.0))
 
+    def resume_run(self) -> None:
+        """Continue the run in ``cfg.out`` from its last checkpoint (``--resume``)."""
+        last = self.out / "last"
+        if not (last / "state.json").exists():
+            raise ValueError(f"--resume: no checkpoint in {last}")
+        self.resume(last)
+
     def save(self) -> Path:
         state = {"step": self.step, "config": dataclasses.asdict(self.cfg), "history": self.history,
                  "elapsed_s": self.elapsed}

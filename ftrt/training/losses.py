@@ -14,6 +14,22 @@ def pixel_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(pred, target, beta=SMOOTH_L1_BETA)
 
 
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """sqrt((p - t)^2 + eps^2), the MAGE-Net paper's pixel loss (eps 0.001): L1-like, smooth at zero."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
+
+
+def edge_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier on Laplacians (MPRNet / MAGE-Net's edge loss): rewards the vessel-scale detail a pixel
+    loss averages away. Its gradient does not see the global mean, so it cannot teach a colour pull."""
+    return charbonnier(_laplacian(pred), _laplacian(target), eps)
+
+
 def gram(feat: torch.Tensor) -> torch.Tensor:
     n, c, h, w = feat.shape
     f = feat.reshape(n, c, h * w)

@@ -28,6 +28,7 @@ from ftrt.training.data import (
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     consistency_loss,
+    edge_loss,
     gan_generator_loss,
     perturb,
     pixel_loss,
@@ -41,6 +42,15 @@ def validate(model: torch.nn.Module, val_set: list[tuple[np.ndarray, np.ndarray,
         ps.append(psnr(out, gt, mask))
         ss.append(ssim(out, gt, mask))
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))} if ps else {}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (elsewhere autocast emulates it, slower than fp32)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
 
 
 # DenseUNet option -> the prefix of the weights it adds.
@@ -73,6 +83,11 @@ class RestorerTrainer(TrainingRun):
         if cfg.init:
             load_init(model, cfg.init, cfg.model, self.model_kwargs)
         super().__init__(cfg, model, log)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.bf16 = bool(cfg.bf16) and cpu_has_bf16()
+        if cfg.bf16 and not self.bf16:
+            log("warning: bf16 asked for, but this CPU has no native bf16 (AMX / AVX-512 BF16): training in fp32")
         self.perceptual = self.perceptual_loss(perceptual)
         self.disc = build_model("patch-d") if cfg.w_gan else None
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
@@ -86,7 +101,8 @@ class RestorerTrainer(TrainingRun):
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
         self.dataset: Dataset = PairedDegradationDataset(train, classical, cfg.crop, cfg.seed, syn=syn,
-                                                         syn_fraction=syn_fraction)
+                                                         syn_fraction=syn_fraction,
+                                                         scale_range=(cfg.scale_min, cfg.scale_max))
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool, errors = load_pool(cfg.real_lq, cfg.max_side)
@@ -117,18 +133,25 @@ class RestorerTrainer(TrainingRun):
         student_real = perturb(real, gen) if real is not None else None
         # Identity and real samples ride in the same forward pass: one batched call is cheaper than several.
         parts = [lq] + ([gt[:n_id]] if n_id else []) + ([student_real] if student_real is not None else [])
-        y = self.model(torch.cat(parts))
+        batch = torch.cat(parts)
+        if cfg.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.model(batch)
+        y = y.float()
         pred = y[: lq.shape[0]]
         ident = y[lq.shape[0]: lq.shape[0] + n_id]
         terms = {"pixel": pixel_loss(pred, gt)}
         if n_id:
             terms["identity"] = pixel_loss(ident, gt[:n_id])
+        if cfg.w_edge:
+            terms["edge"] = edge_loss(pred, gt)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
-                   "gan": cfg.w_gan, "consistency": self.consistency_weight()}
+                   "gan": cfg.w_gan, "edge": cfg.w_edge, "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():
                 target = self.ema(perturb(real, gen))

@@ -29,7 +29,7 @@ if _reason:
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory, retina: np.ndarray) -> dict[str, Path]:
-    from ftrt.calibration import calibrate_int8, convert_fp16_model
+    from ftrt.precision import calibrate_int8, convert_fp16_model
     from ftrt.engine.build import BuildOptions, build_engine
     from ftrt.engine.profiles import parse_profile
     from ftrt.io import write_image

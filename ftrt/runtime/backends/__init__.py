@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, ShapeProfile, TensorSpec
+from ftrt.runtime.backends.table import BACKEND_TABLE, BACKENDS
+from ftrt.runtime.loaders import CpuLayoutLoader, FileLoader
 from ftrt.runtime.models import resolve_model
-
-BACKENDS = ("auto", "ort", "ort-cuda", "ort-trt", "trt", "torch", "torch-cuda", "torch-cuda-fp16", "openvino",
-            "openvino-bf16")
 
 
 def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
@@ -39,13 +38,15 @@ def make_backend(name: str, model: str, threads: int | None = None, **opts: Any)
     from ftrt.runtime.backends.ort import OrtBackend
 
     provider = {"auto": "cpu", "ort": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}[name]
-    return OrtBackend(resolve_model(model, "onnx"), provider=provider, threads=threads,
-                      engine_cache=opts.get("engine_cache"))
+    path = resolve_model(model, "onnx")
+    # The CPU provider runs the graph laid out for its blocked kernels; GPU providers want the file as is.
+    loader = CpuLayoutLoader(path) if provider == "cpu" else FileLoader(path)
+    return OrtBackend(loader, provider=provider, threads=threads, engine_cache=opts.get("engine_cache"))
 
 
 def open_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
     return make_backend(name, model, threads, **opts).open()
 
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "BackendUnavailable", "ShapeProfile", "TensorSpec",
+__all__ = ["BACKENDS", "BACKEND_TABLE", "Backend", "BackendInfo", "BackendUnavailable", "ShapeProfile", "TensorSpec",
            "make_backend", "open_backend", "Path"]

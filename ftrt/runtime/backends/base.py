@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ftrt.deps import MissingDependency, require
+
 
 class BackendUnavailable(RuntimeError):
     """The requested backend (or its accelerator) is not present on this machine."""
@@ -35,6 +37,18 @@ class ShapeProfile:
 
     def fits(self, shape: tuple[int, ...]) -> bool:
         return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+
+class BackendMissing(BackendUnavailable, MissingDependency):
+    """The backend's package is not installed: a profile row says "unavailable", a command ends with the install
+    line (exit 1)."""
+
+
+def require_for_backend(module: str, backend: str) -> Any:
+    try:
+        return require(module, f"the {backend} backend")
+    except MissingDependency as exc:
+        raise BackendMissing(str(exc)) from None
 
 
 @dataclass

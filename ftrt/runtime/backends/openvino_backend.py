@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec
+from ftrt.deps import MissingDependency, require
+from ftrt.runtime.backends.base import Backend, BackendInfo, BackendMissing, BackendUnavailable, TensorSpec
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -27,10 +28,9 @@ PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 def import_openvino(purpose: str) -> Any:
     """The ``openvino`` module, or BackendUnavailable saying what ``purpose`` needs and how to install it."""
     try:
-        import openvino
-    except ImportError:
-        raise BackendUnavailable(f"{purpose} needs OpenVINO: pip install 'ftrt[openvino]'") from None
-    return openvino
+        return require("openvino", purpose)
+    except MissingDependency as exc:
+        raise BackendMissing(str(exc)) from None
 
 
 class OpenVinoBackend(Backend):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec
+from ftrt.runtime.loaders import ModelLoader, as_loader
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -18,18 +19,18 @@ PROVIDERS = {
 
 
 class OrtBackend(Backend):
-    def __init__(self, model: str | Path, provider: str = "cpu", threads: int | None = None,
-                 engine_cache: str | Path | None = None, device_id: int = 0, cpu_layout: bool = True) -> None:
-        """``cpu_layout``: on the CPU provider, rewrite the graph for the NCHWc kernels at load time
-        (ftrt.runtime.cpu_layout); False runs the file exactly as exported."""
+    def __init__(self, model: "str | Path | ModelLoader", provider: str = "cpu", threads: int | None = None,
+                 engine_cache: str | Path | None = None, device_id: int = 0) -> None:
+        """``model``: a file (run as exported) or a loader that prepares it (ftrt.runtime.loaders; open_backend
+        gives the CPU provider the CPU layout passes)."""
         if provider not in PROVIDERS:
             raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose {', '.join(PROVIDERS)}")
-        self.model = Path(model)
+        self.loader = as_loader(model)
+        self.model = Path(self.loader.path)
         self.provider = provider
         self.threads = threads
         self.engine_cache = engine_cache
         self.device_id = device_id
-        self.cpu_layout = cpu_layout and provider == "cpu"
         self.session = None
         self.info = BackendInfo(name=f"ort-{provider}" if provider != "cpu" else "ort", device="cpu",
                                 precision="fp32")
@@ -82,15 +83,10 @@ class OrtBackend(Backend):
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        source: str | bytes = str(self.model)
-        self.info.graph = "as exported"
-        if self.cpu_layout:
-            from ftrt.runtime.cpu_layout import cpu_model
-
-            rewritten, self.info.graph = cpu_model(self.model)
-            source = rewritten or source
+        prepared = self.loader()
+        self.info.graph = prepared.note
         try:
-            session = ort.InferenceSession(source, so, providers=self._provider_list())
+            session = ort.InferenceSession(prepared.source, so, providers=self._provider_list())
         except BackendUnavailable:
             raise
         except Exception as exc:  # ORT raises its own exception types for bad files

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec
+from ftrt.runtime.backends.base import Backend, BackendInfo, BackendUnavailable, TensorSpec, require_for_backend
 
 
 class TorchBackend(Backend):
@@ -33,10 +33,7 @@ class TorchBackend(Backend):
             self.timing = "cuda events"
 
     def open(self) -> "TorchBackend":
-        try:
-            import torch
-        except ImportError as exc:
-            raise BackendUnavailable("the torch backend needs PyTorch: pip install 'ftrt[train]'") from exc
+        torch = require_for_backend("torch", "torch")
         from ftrt.models.pretrained import load_model
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():

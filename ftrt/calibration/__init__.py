@@ -1,6 +1,0 @@
-"""Precision decided in the ONNX: INT8 Q/DQ from real fundus images, mixed FP16, and the accuracy report."""
-
-from ftrt.calibration.calibrate import PrecisionResult, calibrate_int8, convert_fp16_model, default_shapes
-from ftrt.calibration.data import CalibrationDataError
-
-__all__ = ["CalibrationDataError", "PrecisionResult", "calibrate_int8", "convert_fp16_model", "default_shapes"]

@@ -1,0 +1,3 @@
+from ftrt.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""What every command module shares: the one-line failure, batch printing, and the choice lists."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable, NoReturn
+
+import click
+
+from ftrt.degrade.kinds import KINDS
+from ftrt.runtime.backends.table import BACKENDS
+
+# The runtime's and the degradations' own tables (import-free modules: `ftrt --help` loads no runtime).
+BACKEND_CHOICES = list(BACKENDS)
+DEGRADE_KINDS = list(KINDS)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2 (a usage or input problem, nothing written)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def run_batch(job: Callable[[], list[dict[str, Any]]], as_json: bool, verb: str = "written",
+              show: Callable[[dict[str, Any]], str | None] | None = None,
+              summary: Callable[[list[dict[str, Any]]], list[str]] | None = None) -> None:
+    """Run a batch job, print each record (JSON lines, or ``show``'s line), a summary; exit 1 if any failed."""
+    from ftrt.io import InputError
+
+    try:
+        records = job()
+    except InputError as exc:
+        fail(str(exc))
+    failed = [r for r in records if r["status"] == "error"]
+    done = [r for r in records if r["status"] == "ok"]
+    for r in records:
+        if as_json:
+            click.echo(json.dumps(r))
+        elif r["status"] == "error":
+            click.echo(f"error: {r['error']}", err=True)
+        elif show is not None and (line := show(r)):
+            click.echo(line)
+    if not as_json:
+        skipped = len(records) - len(failed) - len(done)
+        click.echo(f"{len(done)} {verb}, {len(failed)} failed" + (f", {skipped} skipped" if skipped else ""))
+        for line in summary(records) if summary else []:
+            click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
+def open_or_fail(make: Callable[[], Any]) -> Any:
+    """Open a backend (or pipeline) or end with its one-line reason; print its notes once."""
+    from ftrt.deps import MissingDependency
+    from ftrt.engine.sidecar import EngineMismatch
+    from ftrt.runtime import BackendUnavailable
+
+    try:
+        opened = make()
+    except MissingDependency:
+        raise  # the group prints the install line (exit 1)
+    except (BackendUnavailable, EngineMismatch, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    for note in getattr(opened, "notes", []):
+        echo_err(note)
+    return opened

@@ -1,0 +1,85 @@
+"""``ftrt restore``, ``ftrt assess`` and ``ftrt info``: the torch-free runtime on photographs and models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ftrt.cli.common import BACKEND_CHOICES, fail, open_or_fail, run_batch
+from ftrt.cli.main import main
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(BACKEND_CHOICES))
+@click.option("--max-side", type=int,
+              help="Working resolution (longest FOV side, px); default: the model's own; 0: native resolution.")
+@click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
+@click.option("--cuda-graph", is_flag=True, help="trt backend: capture each input shape once as a CUDA graph.")
+@click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
+@click.option("--gate-model", default="readability", show_default=True, help="Readability model for --gate.")
+@click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
+@click.option("--dicom-out", type=click.Choice(["png", "dicom"]), default="png", show_default=True,
+              help="DICOM inputs: write a PNG, or a derived DICOM instance (as `ftrt watch` does).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
+def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
+            threads: int | None, side_by_side: bool, cuda_graph: bool, gate: bool, gate_model: str,
+            skip_invalid: bool, dicom_out: str, as_json: bool) -> None:
+    """Restore fundus photographs (files, folders, globs) with a trained model."""
+    from ftrt.batch import gate_summary, restore_files
+    from ftrt.runtime import open_pipeline
+
+    if skip_invalid and not gate:
+        fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
+    opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, tile=tile,
+                                         gate=gate, gate_model=gate_model, cuda_graph=cuda_graph))
+    with opened:
+        run_batch(lambda: restore_files(list(inputs), out_dir, opened, side_by_side, progress=not as_json,
+                                        skip_invalid=skip_invalid, dicom_out=dicom_out),
+                  as_json, summary=gate_summary if gate else None,
+                  show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_ref", default="readability", show_default=True, help="Shipped name or model file.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(BACKEND_CHOICES))
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--threshold", type=float,
+              help="Probability above which a label holds (default: the model's own, fitted per label).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int | None, threshold: float | None,
+           as_json: bool) -> None:
+    """Readability of fundus photographs: P(valid fundus), P(macula), P(optic disc), P(retina readable)."""
+    from ftrt.batch import assess_files
+    from ftrt.runtime import open_scorer
+
+    scorer = open_or_fail(lambda: open_scorer(backend, model_ref, threads, threshold))
+
+    def show(r: dict[str, Any]) -> str:
+        probs = "  ".join(f"{k} {r[k]:.2f}" for k in scorer.labels)
+        return f"{r['file']}: {probs}  -> {'readable' if r['readable'] else 'NOT readable'}"
+
+    run_batch(lambda: assess_files(list(inputs), scorer, progress=not as_json), as_json, verb="assessed", show=show)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def info(path: str, as_json: bool) -> None:
+    """Describe a model file: ONNX (I/O, dynamic dims, opset, metadata) or a safetensors checkpoint."""
+    from ftrt.info import describe, format_info
+
+    try:
+        rep = describe(path)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(rep, indent=2) if as_json else format_info(rep))

@@ -1,0 +1,57 @@
+"""``ftrt watch``: the camera-folder service over the per-file restoration job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ftrt.cli.common import BACKEND_CHOICES, echo_err, fail, open_or_fail
+from ftrt.cli.main import main
+
+
+@main.command()
+@click.argument("in_dir", required=False, type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (holds the journal).")
+@click.option("--model", "model_ref", default="res-s", show_default=True)
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(BACKEND_CHOICES))
+@click.option("--max-side", type=int, help="Working resolution (default: the model's own).")
+@click.option("--threads", type=int)
+@click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
+@click.option("--poll", default=2.0, show_default=True, help="Seconds between scans; a file must be unchanged "
+              "over one interval to be taken.")
+@click.option("--once", is_flag=True, help="Process what is there (waiting for files still being written), exit.")
+@click.option("--status", "status_dir", type=click.Path(file_okay=False), help="Print a journal's counts and "
+              "last errors, and exit.")
+@click.option("--dicom-out", type=click.Choice(["dicom", "png"]), default="dicom", show_default=True,
+              help="DICOM inputs: write a derived DICOM instance, or a PNG.")
+@click.option("--side-by-side", is_flag=True, help="Also write <name>.compare.png (input | restored).")
+def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
+          threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None, dicom_out: str,
+          side_by_side: bool) -> None:
+    """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
+    from ftrt.jobs import RestoreJob
+    from ftrt.runtime import open_pipeline
+    from ftrt.watch import Watcher, status, watch_names
+
+    if status_dir:
+        try:
+            click.echo(json.dumps(status(status_dir), indent=2))
+        except ValueError as exc:
+            fail(str(exc))
+        return
+    if not in_dir or not out_dir:
+        fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
+    opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate))
+    record = opened.model_info(model_ref)
+    with opened:
+        try:
+            job = RestoreJob(opened.pipeline, Path(out_dir), watch_names, gate=opened.gate,
+                             side_by_side=side_by_side, dicom_out=dicom_out, model_id=str(record["model"]))
+            w = Watcher(in_dir, out_dir, job, poll=poll, log=echo_err, record=record)
+        except ValueError as exc:
+            fail(str(exc))
+        stats = w.run(once=once)
+    click.echo(f"{stats.done} restored, {stats.failed} failed")

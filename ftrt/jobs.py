@@ -1,0 +1,147 @@
+"""One per-file restoration job, shared by ``ftrt restore`` (a batch) and ``ftrt watch`` (a service).
+
+read (image or DICOM) -> gate before -> restore -> gate after -> write the outputs atomically -> one typed
+record. The batch and the watcher differ only in how they iterate, how they name outputs (``OutputNames``)
+and what they do with the record (print it, or journal it), so a fix to reading, writing or error handling
+lands in both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ftrt import __version__
+from ftrt.io import ImageReadError, read_image, write_image
+from ftrt.io.dicom import is_dicom, read_dicom, write_derived
+
+# The errors a bad *file* raises (never a bug in ftrt): recorded against that file, the batch goes on.
+FILE_ERRORS = (ImageReadError, ValueError, OSError, MemoryError)
+
+
+class SkipFile(Exception):
+    """Raised to leave a file untouched on purpose; recorded as skipped."""
+
+    def __init__(self, reason: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.extra = extra or {}
+
+
+@dataclass
+class FileRecord:
+    """What happened to one input. ``fields`` holds the per-stage ms, the pipeline's info and readability."""
+
+    input: str
+    status: str = "ok"  # ok | error | skipped
+    output: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The flat JSON record ``--json`` prints (one per line)."""
+        d = asdict(self)
+        extra = d.pop("fields")
+        if d["reason"] is None:
+            d.pop("reason")
+        return {**d, **extra}
+
+
+class OutputNames(Protocol):
+    def __call__(self, path: Path, role: str, suffix: str) -> str:
+        """The output file name for ``path``: role 'image' (the restored photograph) or 'compare'."""
+        ...
+
+
+def one_line(path: Path | str, exc: BaseException) -> str:
+    """The error as one line that names the file."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def restore_image(img: np.ndarray, pipeline: Any, gate: Any = None,
+                  skip_invalid: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Restore one image; with ``gate`` score it before and after (``SkipFile`` if not a fundus photograph
+    and ``skip_invalid``). Returns (the pipeline's RestoreResult, record fields)."""
+    ms: dict[str, float] = {}
+    before = None
+    if gate is not None:
+        t0 = time.perf_counter()
+        before = gate.score(img)
+        ms["gate_before"] = (time.perf_counter() - t0) * 1e3
+        if skip_invalid and not before.valid:
+            raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
+                           {"readability_before": before.as_dict()})
+    res = pipeline.restore(img)
+    ms.update(res.ms)
+    extra: dict[str, Any] = {"ms": ms, **res.info}
+    if gate is not None and before is not None:
+        t0 = time.perf_counter()
+        after = gate.score(res.image)
+        ms["gate_after"] = (time.perf_counter() - t0) * 1e3
+        extra.update(readability_before=before.as_dict(), readability_after=after.as_dict(),
+                     became_readable=bool(after.readable and not before.readable))
+    return res, extra
+
+
+@dataclass
+class RestoreJob:
+    """Restore one file into ``out_dir``.
+
+    ``dicom_out``: a DICOM input is written back as a derived DICOM instance ("dicom") or as an image
+    ("png"); ``model_id`` names the model in the derived instance.
+    """
+
+    pipeline: Any  # ftrt.runtime.FundusPipeline
+    out_dir: Path
+    names: OutputNames
+    gate: Any = None  # ftrt.runtime.readability.ReadabilityScorer
+    skip_invalid: bool = False
+    side_by_side: bool = False
+    dicom_out: str = "png"
+    model_id: str = ""
+    suffix: str = ".png"
+    process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dicom_out not in ("dicom", "png"):
+            raise ValueError(f"dicom_out must be 'dicom' or 'png', not {self.dicom_out!r}")
+
+    def _process(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        if self.process is not None:  # a caller's own processing (tests, services that wrap the pipeline)
+            return self.process(img)
+        res, extra = restore_image(img, self.pipeline, self.gate, self.skip_invalid)
+        return res.image, res.mask, extra
+
+    def run(self, path: Path) -> FileRecord:
+        rec = FileRecord(str(path))
+        try:
+            t0 = time.perf_counter()
+            source = read_dicom(path) if is_dicom(path) else None
+            img, depth = (source.image, source.depth) if source is not None else read_image(path)
+            t1 = time.perf_counter()
+            result, mask, extra = self._process(img)
+            t2 = time.perf_counter()
+            if source is not None and self.dicom_out == "dicom":
+                out = self.out_dir / self.names(path, "image", ".dcm")
+                write_derived(out, result, source, self.model_id,
+                              f"ftrt {__version__} restoration, model {self.model_id}")
+            else:
+                out = write_image(self.out_dir / self.names(path, "image", self.suffix), result, depth)
+            if self.side_by_side:
+                compare = self.out_dir / self.names(path, "compare", self.suffix)
+                write_image(compare, np.concatenate([img * mask[..., None], result], axis=1), depth)
+                extra["side_by_side"] = compare.name
+            ms = {"read": (t1 - t0) * 1e3, **extra.pop("ms", {}), "write": (time.perf_counter() - t2) * 1e3}
+            rec.output = str(out)
+            rec.fields = {"shape": list(img.shape[:2]), "dicom": source is not None, **extra,
+                          "ms": {k: round(v, 2) for k, v in ms.items()}}
+        except SkipFile as skip:
+            rec.status, rec.reason, rec.fields = "skipped", str(skip), dict(skip.extra)
+        except FILE_ERRORS as exc:
+            rec.status, rec.error = "error", one_line(path, exc)
+        return rec

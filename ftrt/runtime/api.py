@@ -1,0 +1,81 @@
+"""``open_pipeline``: the restorer's backend, its fundus pipeline and the optional readability gate, opened in
+one place for ``ftrt restore``, ``ftrt watch``, ``ftrt profile --end-to-end`` and the Python API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftrt.runtime.backends import open_backend
+from ftrt.runtime.backends.base import Backend
+from ftrt.runtime.pipeline import FundusPipeline, PipelineConfig
+from ftrt.runtime.readability import ReadabilityScorer
+
+
+@dataclass
+class OpenPipeline:
+    """What a restoring command holds while it runs; a context manager that closes every backend."""
+
+    pipeline: FundusPipeline
+    gate: ReadabilityScorer | None = None
+    notes: list[str] = field(default_factory=list)  # things the user should know (printed once)
+
+    @property
+    def backend(self) -> Backend:
+        return self.pipeline.backend
+
+    def model_info(self, fallback: str = "") -> dict[str, Any]:
+        """How a record names the model that made it."""
+        info = self.backend.info
+        return {"model": info.metadata.get("card_id") or fallback, "backend": info.name, "precision": info.precision}
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.gate is not None:
+            self.gate.backend.close()
+
+    def __enter__(self) -> "OpenPipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_scorer(backend: str, model: str, threads: int | None = None,
+                threshold: float | None = None) -> ReadabilityScorer:
+    """A readability classifier on ``backend``."""
+    be = open_backend(backend, model, threads=threads)
+    try:
+        return ReadabilityScorer(be, threshold=threshold)
+    except ValueError:
+        be.close()
+        raise
+
+
+def check_restorer(backend: Backend, model: str) -> None:
+    """Refuse a model that is not a restorer before any photograph is sent through it."""
+    kind = backend.info.metadata.get("model")
+    if kind not in (None, "", "restorer"):
+        hint = "; score photographs with `ftrt assess`" if kind == "readability" else ""
+        raise ValueError(f"{model}: a {kind} model, not a restorer{hint}")
+
+
+def open_pipeline(model: str, backend: str = "auto", threads: int | None = None, max_side: int | None = None,
+                  tile: int | None = 1024, gate: bool = False, gate_model: str = "readability",
+                  cuda_graph: bool = False) -> OpenPipeline:
+    """Open the restorer ``model`` (shipped name or file) on ``backend`` inside the fundus pipeline; with
+    ``gate``, the readability classifier beside it (on the same runtime; with ``trt`` it picks its own backend
+    from its file, since the shipped classifier is an ONNX, not an engine)."""
+    be = open_backend(backend, model, threads=threads, cuda_graph=cuda_graph)
+    try:
+        check_restorer(be, model)
+        pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
+        scorer = open_scorer("auto" if backend == "trt" else backend, gate_model, threads) if gate else None
+    except BaseException:
+        be.close()
+        raise
+    notes = []
+    if be.info.name == "ort" and be.info.precision.startswith("int8"):
+        notes.append("note: ONNX Runtime's CPU provider runs INT8 Q/DQ files slower than FP32 "
+                     "(benchmarks/results/precision.md); --backend openvino runs them as INT8 on a CPU")
+    return OpenPipeline(pipeline, scorer, notes)

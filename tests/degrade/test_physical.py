@@ -1,0 +1,69 @@
+"""The physical degradation families: each acts in its own cause's direction, reproducibly, inside the FOV."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ftrt.degrade import degrade
+from ftrt.degrade.physical import FAMILIES, apply_physical, sample_physical
+from ftrt.fov import fov_mask
+
+
+@pytest.fixture(scope="module")
+def photo(retina: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mask = fov_mask(retina)
+    return (retina * mask[..., None]).astype(np.float32), mask
+
+
+def one(photo: tuple[np.ndarray, np.ndarray], family: str, seed: int = 0) -> np.ndarray:
+    img, mask = photo
+    p = sample_physical(np.random.default_rng(seed), img.shape[:2], only=family)
+    return apply_physical(img, mask, p)
+
+
+def sharpness(img: np.ndarray, mask: np.ndarray) -> float:
+    inside = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    return float(cv2.Laplacian(img[..., 1], cv2.CV_32F)[inside].var())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_is_reproducible_in_range_and_black_outside(photo, family: str) -> None:
+    img, mask = photo
+    a, b = one(photo, family), one(photo, family)
+    assert a.dtype == np.float32 and a.shape == img.shape
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1 and not a[~mask].any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_cause_acts_in_its_own_direction(photo, seed: int) -> None:
+    img, mask = photo
+    y = lambda im: float((im @ np.array([0.299, 0.587, 0.114], np.float32))[mask].mean())  # noqa: E731
+    rms = lambda im: float((im @ np.array([0.299, 0.587, 0.114], np.float32))[mask].std())  # noqa: E731
+    veil = one(photo, "veil", seed)
+    assert rms(veil) < rms(img) and y(veil) > y(img) - 0.02  # light added, contrast lost
+    for blur in ("defocus", "motion"):
+        assert sharpness(one(photo, blur, seed), mask) < 0.8 * sharpness(img, mask)
+    assert (one(photo, "reflection", seed) >= img - 1e-6).all()  # stray light only adds
+    assert (one(photo, "vignette", seed) <= img + 1e-6).all()  # a small pupil only darkens
+
+
+def test_restricted_families_are_never_drawn(photo) -> None:
+    img, _ = photo
+    allowed = ("veil", "defocus", "noise")
+    for seed in range(40):
+        p = sample_physical(np.random.default_rng(seed), img.shape[:2], families=allowed)
+        assert p["families"] and set(p["families"]) <= set(allowed)
+    with pytest.raises(ValueError, match="unknown degradation families"):
+        sample_physical(np.random.default_rng(0), img.shape[:2], families=("haemorrhage",))
+
+
+def test_kind_real_through_the_api_records_every_parameter(photo) -> None:
+    img, mask = photo
+    out, params = degrade(img, "real", np.random.default_rng(5), mask=mask)
+    again, _ = degrade(img, "real", np.random.default_rng(5), mask=mask)
+    np.testing.assert_array_equal(out, again)
+    assert params["steps"] == ["real"] and params["real"]["families"]
+    assert all(k in params["real"] for k in params["real"]["families"])

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ftrt.io import write_image
+from ftrt.training.config import RestorerConfig, load_config
+from ftrt.training.restorer import RestorerTrainer
+
+
+@pytest.fixture()
+def tiny_data(tmp_path: Path, retina: np.ndarray) -> Path:
+    d = tmp_path / "good"
+    d.mkdir()
+    for k in range(3):
+        write_image(d / f"g{k}.png", np.rot90(retina, k).copy())
+    return d
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> RestorerConfig:
+    base = dict(data=[str(data)], out=str(out), steps=4, batch_size=2, crop=48, max_side=128, val_images=1,
+                val_every=1000, save_every=1000, workers=0, warmup=1, threads=1, lr=1e-3)
+    base.update(kw)
+    return RestorerConfig(**base)  # type: ignore[arg-type]
+
+
+def test_a_few_steps_lower_the_loss(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "run", steps=40, ema_decay=0.9), log=lambda m: None)
+    lq, gt = next(iter(trainer.loader()))
+    before = trainer.train_step(lq, gt)["pixel"]
+    for _ in range(30):
+        last = trainer.train_step(lq, gt)["pixel"]
+    assert last < 0.7 * before
+
+
+def test_checkpoint_resume_reproduces_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    straight = RestorerTrainer(_cfg(tiny_data, tmp_path / "a"), log=lambda m: None)
+    straight.run(progress=False)
+
+    first = RestorerTrainer(_cfg(tiny_data, tmp_path / "b"), log=lambda m: None)
+    first.run(progress=False, until=2)  # interrupted half-way
+    # A fresh process-like trainer picks up at step 2 and must land on the same weights.
+    second = RestorerTrainer(_cfg(tiny_data, tmp_path / "b"), log=lambda m: None)
+    second.resume(tmp_path / "b" / "last")
+    assert second.step == 2
+    second.run(progress=False)
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), second.model.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    for a, b in zip(straight.ema.parameters(), second.ema.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_final_weights_load_back(tiny_data: Path, tmp_path: Path) -> None:
+    from ftrt.models.pretrained import load_model
+
+    result = RestorerTrainer(_cfg(tiny_data, tmp_path / "run", steps=2), log=lambda m: None).run(progress=False)
+    model, meta = load_model(result["weights"])
+    assert meta["preset"] == "res-s" and meta["steps"] == 2
+    assert meta["input"]["pad_multiple"] == 8
+    # The run folder itself names its final weights (what `ftrt export --model RUN_DIR` passes).
+    assert load_model(str(tmp_path / "run"))[1]["weights"] == str(tmp_path / "run" / "final.safetensors")
+
+
+def test_config_yaml_and_overrides(tmp_path: Path) -> None:
+    y = tmp_path / "c.yaml"
+    y.write_text("steps: 77\nlr: 0.001\nmodel: res-m\n")
+    cfg = load_config(RestorerConfig, y, {"lr": 0.002}, ["batch_size=3", "data=a,b"])
+    assert (cfg.steps, cfg.lr, cfg.model, cfg.batch_size, cfg.data) == (77, 0.002, "res-m", 3, ["a", "b"])
+    with pytest.raises(ValueError, match="unknown option 'nope'"):
+        load_config(RestorerConfig, None, None, ["nope=1"])
+
+
+def test_perceptual_and_gan_terms_train(tiny_data: Path, tmp_path: Path) -> None:
+    """With a (frozen) feature net and the discriminator on, a step runs and reports every term."""
+    feat = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+
+    class Multi(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return [feat(x)]
+
+    trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "run", w_perceptual=0.1, w_gan=0.01), perceptual=Multi(),
+                              log=lambda m: None)
+    lq, gt = next(iter(trainer.loader()))
+    rec = trainer.train_step(lq, gt)
+    assert {"pixel", "identity", "perceptual", "gan", "disc"} <= set(rec)
+    assert all(np.isfinite(v) for v in rec.values())
+
+
+def test_fine_tuning_may_add_a_head_but_not_change_the_network(tiny_data: Path, tmp_path: Path) -> None:
+    """--init from weights without the global head: the head starts at zero, the rest is loaded unchanged."""
+    from ftrt.models.pretrained import load_model
+
+    base = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True), log=lambda m: None)
+    weights = base.run(progress=False)["weights"]
+    tuned = RestorerTrainer(_cfg(tiny_data, tmp_path / "b", affine_head=True, global_head=True, init=weights),
+                            log=lambda m: None)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(tuned.model(x), load_model(weights)[0](x))
+    with pytest.raises(ValueError, match="init"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "c", init=weights), log=lambda m: None)  # drops a head
+    with pytest.raises(ValueError, match="init"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "d", model="res-m", affine_head=True, init=weights),
+                        log=lambda m: None)
+
+
+def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -> None:
+    """`ftrt train colour-head`: adds the global head to frozen weights and fits it; the rest stays as it was."""
+    from click.testing import CliRunner
+
+    from ftrt.cli import main
+    from ftrt.models.pretrained import load_model
+    from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
+
+    plain = RestorerTrainer(_cfg(tiny_data, tmp_path / "plain", steps=1), log=lambda m: None).run(progress=False)
+    res = CliRunner().invoke(main, ["train", "colour-head", "--init", plain["weights"], "--data", str(tiny_data),
+                                    "--out", str(tmp_path / "x"), "--no-progress"])
+    assert res.exit_code != 0 and "no affine head" in res.output
+    base = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True), log=lambda m: None)
+    weights = base.run(progress=False)["weights"]
+    cfg = ColourHeadConfig(init=weights, data=[str(tiny_data)], out=str(tmp_path / "head"), samples=3, steps=20,
+                           batch_size=2, lr=3e-3, val_images=1, work_side=96)
+    result = fit_colour_head(cfg, progress=False, log=lambda m: None)
+    tuned, meta = load_model(result["weights"])
+    assert meta["kwargs"]["global_head"] and meta["colour_head"]["init"] == weights and len(result["history"]) == 2
+    assert all(np.isfinite(h["val_psnr"]) for h in result["history"])
+    assert tuned.global_head[2].weight.abs().sum() > 0
+    frozen = load_model(weights)[0].state_dict()
+    assert all(torch.equal(v, frozen[k]) for k, v in tuned.state_dict().items() if not k.startswith("global_head."))
+
+
+def test_physical_pairs_with_edge_loss_scale_and_fast_layouts(tiny_data: Path, tmp_path: Path) -> None:
+    """The default recipe's options: physical degradations, edge loss, rescaling, bf16 autocast (where the CPU
+    has it) and channels_last; the run finishes and its weights load with the recipe recorded."""
+    from ftrt.models.pretrained import load_model
+
+    cfg = _cfg(tiny_data, tmp_path / "run", steps=2, kind="real", val_kind="real", w_edge=0.3, w_identity=1.0,
+               scale_min=0.75, scale_max=1.4, bf16=True, channels_last=True)
+    trainer = RestorerTrainer(cfg, log=lambda m: None)
+    lq, gt = next(iter(trainer.loader()))
+    rec = trainer.train_step(lq, gt)
+    assert {"pixel", "edge", "identity"} <= set(rec) and all(np.isfinite(v) for v in rec.values())
+    result = trainer.run(progress=False)
+    model, meta = load_model(result["weights"])
+    assert meta["kind"] == "real" and meta["steps"] == 2
+
+
+def test_edge_loss_sees_detail_not_global_colour() -> None:
+    from ftrt.training.losses import edge_loss
+
+    x = torch.rand(1, 3, 32, 32)
+    assert edge_loss(x + 0.2, x) < 1.1e-3  # a global shift has no Laplacian (the floor is eps)
+    assert edge_loss(torch.nn.functional.avg_pool2d(x, 3, 1, 1), x) > 0.05  # blur loses detail
