@@ -41,7 +41,7 @@ $(VENV)-demo/bin/.installed: setup.py
 demo: $(VENV)-demo/bin/.installed
 	mkdir -p $(DEMO)/sample
 	$(VENV)-demo/bin/ftrt sample $(DEMO)/sample/retina.png --size 768
-	$(VENV)-demo/bin/ftrt degrade $(DEMO)/sample -o $(DEMO)/degraded --seed 0 --kind mixed
+	$(VENV)-demo/bin/ftrt degrade $(DEMO)/sample -o $(DEMO)/degraded --seed 0 --kind cataract
 	$(VENV)-demo/bin/ftrt restore $(DEMO)/degraded -o $(DEMO)/restored --backend ort --side-by-side --gate
 	$(VENV)-demo/bin/ftrt assess $(DEMO)/sample $(DEMO)/degraded $(DEMO)/restored/retina.png
 	$(VENV)-demo/bin/ftrt info ftrt/weights/res-s.onnx

@@ -233,9 +233,10 @@ def _noise(img: np.ndarray, mask: np.ndarray, p: dict[str, Any]) -> np.ndarray:
 def _jpeg(img: np.ndarray, mask: np.ndarray, p: dict[str, Any]) -> np.ndarray:
     u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(p["quality"])])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a JPEG")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise RuntimeError("OpenCV could not encode and decode a JPEG")
+    return decoded[..., ::-1].astype(np.float32) / 255.0
 
 
 def apply_physical(img: np.ndarray, mask: np.ndarray, p: dict[str, Any]) -> np.ndarray:

@@ -109,6 +109,8 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
                 return modelopt.quantize_int8(named, reader.samples(), dest, method, kept, opset)
             by = f"nvidia-modelopt {modelopt.version()}"
         else:
+            assert ranges is not None  # collected above for the ftrt quantizer
+
             def quantize(dest: Path, kept: list[str]) -> onnx.ModelProto:
                 return quantize_qdq(named, dest, ranges, kept)
             by = f"onnxruntime {_ort_version()}"
@@ -140,6 +142,7 @@ def calibrate_int8(model: str | Path, images: list[str], out: str | Path, *, met
                                "shapes": [f"{h}x{w}" for h, w in shape_list], "fp32_nodes": kept,
                                "keep_search": search_history, "quantized_convs": _count_qdq_convs(q)}
     if cache:
+        assert ranges is not None  # collected above whenever a cache is asked for
         details["cache"] = str(write_cache(ranges.amaxes(), cache, trt_version))
     return _finish(model, out, "int8", sel.rest[:eval_num] or sel.used[:eval_num], bool(sel.rest), scorer,
                    min_psnr, report_path, threads, progress, details, report_backend)

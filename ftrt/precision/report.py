@@ -21,7 +21,7 @@ from ftrt.degrade import degrade
 from ftrt.fov import fov_mask
 from ftrt.io import read_image, write_json_atomic, write_text_atomic
 from ftrt.metrics import psnr, ssim
-from ftrt.runtime import FundusPipeline, PipelineConfig
+from ftrt.runtime import open_pipeline
 from ftrt.runtime.backends import make_backend
 
 MIN_PSNR = {"int8": 35.0, "fp16": 45.0}
@@ -32,37 +32,45 @@ def _finite(v: float) -> float:
     return float(v) if np.isfinite(v) else 99.0  # identical outputs: report a ceiling, not inf, in JSON
 
 
+def _compare(ref_pipe: Any, low_pipe: Any, images: list[Path], precision: str, seed: int, scorer: Any,
+             progress: bool) -> list[dict[str, Any]]:
+    """Each photograph degraded, restored by both pipelines, compared with each other and the clean one."""
+    rows = []
+    for i, path in enumerate(tqdm(images, desc=f"report {precision}", disable=not progress, unit="img")):
+        img, _ = read_image(path)
+        mask = fov_mask(img)
+        clean = img * mask[..., None]
+        lq, _ = degrade(clean, "mixed", np.random.default_rng([seed, i]), mask=mask)
+        out32 = ref_pipe.restore(lq).image
+        out_low = low_pipe.restore(lq).image
+        row: dict[str, Any] = {
+            "image": path.name,
+            "psnr_vs_fp32": _finite(psnr(out_low, out32, mask)),
+            "ssim_vs_fp32": float(ssim(out_low, out32, mask)),
+            "psnr_ref_fp32": _finite(psnr(out32, clean, mask)),
+            "psnr_ref_low": _finite(psnr(out_low, clean, mask)),
+            "ssim_ref_fp32": float(ssim(out32, clean, mask)),
+            "ssim_ref_low": float(ssim(out_low, clean, mask)),
+        }
+        if scorer is not None:
+            a, b = scorer.score(out32), scorer.score(out_low)
+            row["readable_fp32"], row["readable_low"] = a.readable, b.readable
+            row["readability_agrees"] = a.readable == b.readable and a.valid == b.valid
+        rows.append(row)
+    return rows
+
+
 def precision_report(fp32: str | Path, low: str | Path, images: list[Path], precision: str, seed: int = 0,
                      max_side: int | None = None, scorer: Any = None, threads: int | None = None,
                      progress: bool = True, held_out: bool = True, backend: str = "ort") -> dict[str, Any]:
     """``backend`` runs the low-precision model (``ort``, or ``openvino``, which compiles a Q/DQ file's
     convolutions to INT8 kernels on the CPU); the FP32 reference always runs on ONNX Runtime."""
-    rows = []
-    with make_backend("ort", str(fp32), threads=threads) as be32, make_backend(backend, str(low), threads=threads) as be_low:
-        ref_pipe = FundusPipeline(be32, PipelineConfig(max_side=max_side))
+    with open_pipeline(str(fp32), "ort", threads=threads, max_side=max_side) as ref:
+        ref_pipe = ref.pipeline
         # Both at the FP32 model's working size: a converter that dropped the metadata must not change it.
-        low_pipe = FundusPipeline(be_low, PipelineConfig(max_side=ref_pipe.work_side or 0))
-        for i, path in enumerate(tqdm(images, desc=f"report {precision}", disable=not progress, unit="img")):
-            img, _ = read_image(path)
-            mask = fov_mask(img)
-            clean = img * mask[..., None]
-            lq, _ = degrade(clean, "mixed", np.random.default_rng([seed, i]), mask=mask)
-            out32 = ref_pipe.restore(lq).image
-            out_low = low_pipe.restore(lq).image
-            row: dict[str, Any] = {
-                "image": path.name,
-                "psnr_vs_fp32": _finite(psnr(out_low, out32, mask)),
-                "ssim_vs_fp32": float(ssim(out_low, out32, mask)),
-                "psnr_ref_fp32": _finite(psnr(out32, clean, mask)),
-                "psnr_ref_low": _finite(psnr(out_low, clean, mask)),
-                "ssim_ref_fp32": float(ssim(out32, clean, mask)),
-                "ssim_ref_low": float(ssim(out_low, clean, mask)),
-            }
-            if scorer is not None:
-                a, b = scorer.score(out32), scorer.score(out_low)
-                row["readable_fp32"], row["readable_low"] = a.readable, b.readable
-                row["readability_agrees"] = a.readable == b.readable and a.valid == b.valid
-            rows.append(row)
+        with open_pipeline(str(low), backend, threads=threads, max_side=ref_pipe.work_side or 0) as low_opened:
+            low_pipe = low_opened.pipeline
+            rows = _compare(ref_pipe, low_pipe, images, precision, seed, scorer, progress)
     summary: dict[str, Any] = {
         "images": len(rows),
         "held_out": held_out,

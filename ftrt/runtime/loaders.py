@@ -26,7 +26,8 @@ class PreparedModel:
 
 
 class ModelLoader(Protocol):
-    path: Path
+    @property
+    def path(self) -> Path: ...
 
     def __call__(self) -> PreparedModel: ...
 

@@ -36,7 +36,12 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "max_side": cfg["max_side"],
             "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
-            "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")},
+            "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge") if k in cfg},
+            "identity_fraction": cfg.get("identity_fraction"),
+            "scale_range": [cfg.get("scale_min", 1.0), cfg.get("scale_max", 1.0)],
+            "init": cfg.get("init") or None,
+            "speed": {"bf16": cfg.get("bf16", False), "channels_last": cfg.get("channels_last", False),
+                      "threads": cfg.get("threads")},
             "perceptual_network": (f"{cfg.get('perceptual_model')} (first {cfg.get('perceptual_depth')} stages)"
                                    if cfg.get("w_perceptual") else None),
             "ema_decay": cfg["ema_decay"],

@@ -43,12 +43,16 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     extra_modules: dict[str, torch.nn.Module] | None = None,
+    ema_metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model/ema/optim.safetensors`` and ``state.json``; state.json last, so it marks completeness."""
+    """Write ``model/ema/optim.safetensors`` and ``state.json``; state.json last, so it marks completeness.
+
+    ``ema_metadata``: the EMA file's model description, so a run in progress can be exported, restored with
+    or evaluated like finished weights (``ftrt export --model RUN``)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     save_weights(d / "model.safetensors", model.state_dict())
-    save_weights(d / "ema.safetensors", ema.state_dict())
+    save_weights(d / "ema.safetensors", ema.state_dict(), ema_metadata)
     for name, mod in (extra_modules or {}).items():
         save_weights(d / f"{name}.safetensors", mod.state_dict())
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)

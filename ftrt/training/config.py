@@ -55,6 +55,13 @@ class RestorerConfig(GeneratorConfig):
     kind: str = "mixed"
     max_side: int = 576
     identity_fraction: float = 0.25
+    # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
+    # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs
+    # keep the full loss, so a clean photograph still comes out as it went in.
+    mean_free_pixel: bool = False
+    # With it: pull each degraded crop's output FOV mean towards its input's (weight), so dehazing raises
+    # contrast at the photograph's own brightness instead of drifting (darker outputs read as less readable).
+    w_keep_mean: float = 0.0
     # Each photograph rescaled by a log-uniform factor in [scale_min, scale_max] before it is degraded.
     scale_min: float = 1.0
     scale_max: float = 1.0

@@ -55,6 +55,10 @@ class TrainingRun:
     def describe(self) -> str:
         return ""
 
+    def ema_metadata(self) -> dict[str, Any] | None:
+        """What the EMA weights file records about its model (None: a bare checkpoint)."""
+        return None
+
     # -- shared
     def loader(self, until: int | None = None) -> DataLoader:
         """Batches from the current step to ``until`` (default: the last step): sample i is a pure function
@@ -132,7 +136,8 @@ class TrainingRun:
     def save(self) -> Path:
         state = {"step": self.step, "config": dataclasses.asdict(self.cfg), "history": self.history,
                  "elapsed_s": self.elapsed}
-        return save_training_state(self.out / "last", self.model, self.ema, self.opt, state, self.extra or None)
+        return save_training_state(self.out / "last", self.model, self.ema, self.opt, state, self.extra or None,
+                                   ema_metadata=self.ema_metadata())
 
     def run(self, progress: bool = True, until: int | None = None) -> dict[str, Any]:
         """Train to ``cfg.steps`` (or stop early at ``until``, leaving a resumable checkpoint)."""

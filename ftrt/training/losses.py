@@ -14,6 +14,32 @@ def pixel_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(pred, target, beta=SMOOTH_L1_BETA)
 
 
+def _fov_means(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-channel mean of ``x`` over the FOV that ``ref`` lights, that FOV as a 0/1 map)."""
+    fov = (ref.amax(dim=1, keepdim=True) > 0.02).to(x.dtype)
+    share = fov.mean(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return (x * fov).mean(dim=(2, 3), keepdim=True) / share, fov
+
+
+def keep_mean_loss(pred: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """L1 between the output's and the input's per-channel FOV means (see RestorerConfig.w_keep_mean)."""
+    return F.l1_loss(_fov_means(pred, source)[0], _fov_means(source, source)[0])
+
+
+def mean_free_pixel_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SmoothL1 after removing each crop's per-channel mean over the FOV (pixels the target lights).
+
+    A crop cannot tell how bright the whole photograph was meant to be (exposure, a veil's airlight and a
+    camera's colour are global, and a 192 px crop sees a fraction of the fundus): a plain pixel loss is then
+    dominated by a global error the network can only answer with the training set's mean colour, which is
+    how a restorer learns to pull every photograph to one brightness. Without the means, the loss is about
+    structure and local contrast; the output keeps the input's global colour.
+    """
+    mp, fov = _fov_means(pred, target)
+    mt, _ = _fov_means(target, target)
+    return F.smooth_l1_loss((pred - mp) * fov, (target - mt) * fov, beta=SMOOTH_L1_BETA)
+
+
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """sqrt((p - t)^2 + eps^2), the MAGE-Net paper's pixel loss (eps 0.001): L1-like, smooth at zero."""
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()

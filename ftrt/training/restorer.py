@@ -29,6 +29,8 @@ from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     consistency_loss,
     edge_loss,
+    keep_mean_loss,
+    mean_free_pixel_loss,
     gan_generator_loss,
     perturb,
     pixel_loss,
@@ -84,7 +86,7 @@ class RestorerTrainer(TrainingRun):
             load_init(model, cfg.init, cfg.model, self.model_kwargs)
         super().__init__(cfg, model, log)
         if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.bf16 = bool(cfg.bf16) and cpu_has_bf16()
         if cfg.bf16 and not self.bf16:
             log("warning: bf16 asked for, but this CPU has no native bf16 (AMX / AVX-512 BF16): training in fp32")
@@ -141,17 +143,19 @@ class RestorerTrainer(TrainingRun):
         y = y.float()
         pred = y[: lq.shape[0]]
         ident = y[lq.shape[0]: lq.shape[0] + n_id]
-        terms = {"pixel": pixel_loss(pred, gt)}
+        terms = {"pixel": (mean_free_pixel_loss if cfg.mean_free_pixel else pixel_loss)(pred, gt)}
         if n_id:
             terms["identity"] = pixel_loss(ident, gt[:n_id])
         if cfg.w_edge:
             terms["edge"] = edge_loss(pred, gt)
+        if cfg.w_keep_mean:
+            terms["keep_mean"] = keep_mean_loss(pred, lq)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
-                   "gan": cfg.w_gan, "edge": cfg.w_edge, "consistency": self.consistency_weight()}
+                   "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():
                 target = self.ema(perturb(real, gen))
@@ -166,14 +170,17 @@ class RestorerTrainer(TrainingRun):
     def validate(self) -> dict[str, float]:
         return validate(self.ema, self.val_set)
 
-    def finish(self) -> dict[str, Any]:
-        """Write the EMA weights as a self-describing safetensors file (what `ftrt export` and restore load)."""
+    def ema_metadata(self) -> dict[str, Any]:
         cfg = self.cfg
-        meta = self.weights_metadata(
+        return self.weights_metadata(
             self.model_kwargs, kind=cfg.kind, syn_fraction=cfg.syn_fraction, mean_teacher=bool(cfg.real_lq),
             init=cfg.init or None,
             # The scale the model learnt at: the runtime restores at this FOV size by default.
             work_side=cfg.max_side)
+
+    def finish(self) -> dict[str, Any]:
+        """Write the EMA weights as a self-describing safetensors file (what `ftrt export` and restore load)."""
+        meta = self.ema_metadata()
         final = self.out / "final.safetensors"
         save_weights(final, self.ema.state_dict(), meta)
         return {"weights": str(final), **meta}

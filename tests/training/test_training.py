@@ -138,11 +138,11 @@ def test_physical_pairs_with_edge_loss_scale_and_fast_layouts(tiny_data: Path, t
     from ftrt.models.pretrained import load_model
 
     cfg = _cfg(tiny_data, tmp_path / "run", steps=2, kind="real", val_kind="real", w_edge=0.3, w_identity=1.0,
-               scale_min=0.75, scale_max=1.4, bf16=True, channels_last=True)
+               scale_min=0.75, scale_max=1.4, bf16=True, channels_last=True, mean_free_pixel=True, w_keep_mean=0.2)
     trainer = RestorerTrainer(cfg, log=lambda m: None)
     lq, gt = next(iter(trainer.loader()))
     rec = trainer.train_step(lq, gt)
-    assert {"pixel", "edge", "identity"} <= set(rec) and all(np.isfinite(v) for v in rec.values())
+    assert {"pixel", "edge", "identity", "keep_mean"} <= set(rec) and all(np.isfinite(v) for v in rec.values())
     result = trainer.run(progress=False)
     model, meta = load_model(result["weights"])
     assert meta["kind"] == "real" and meta["steps"] == 2
@@ -154,3 +154,16 @@ def test_edge_loss_sees_detail_not_global_colour() -> None:
     x = torch.rand(1, 3, 32, 32)
     assert edge_loss(x + 0.2, x) < 1.1e-3  # a global shift has no Laplacian (the floor is eps)
     assert edge_loss(torch.nn.functional.avg_pool2d(x, 3, 1, 1), x) > 0.05  # blur loses detail
+
+
+def test_mean_free_loss_ignores_global_colour_but_not_structure() -> None:
+    from ftrt.training.losses import keep_mean_loss, mean_free_pixel_loss, pixel_loss
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 32, 32, generator=gen) * 0.5 + 0.2
+    gt[..., :4] = 0.0  # a black FOV surround: outside the means and the loss
+    shifted = torch.where(gt > 0, gt + torch.tensor([0.1, -0.05, 0.02])[None, :, None, None], gt)
+    assert mean_free_pixel_loss(shifted, gt) < 1e-6 < pixel_loss(shifted, gt)
+    flat = torch.where(gt > 0, gt.mean(dim=(2, 3), keepdim=True).expand_as(gt), gt)
+    assert mean_free_pixel_loss(flat, gt) > 0.02  # lost structure still costs
+    assert keep_mean_loss(shifted, shifted) == 0 and keep_mean_loss(shifted, gt) > 0.02
