@@ -18,8 +18,10 @@ is added that looks like a haemorrhage or an exudate (no dark dust spots, no sma
 reflections are broad and diffuse.
 
 Sizes are fractions of the FOV, so a 512 px and a 2048 px photograph degrade alike. The ranges were
-chosen against real low-quality photographs (CSDI cataract, DRIMDB Bad, ODIR cataract):
-``benchmarks/degradation_fit.py`` writes the distances to ``benchmarks/results/degradation_fit.md``.
+chosen against real low-quality photographs (CSDI cataract, DRIMDB Bad, ODIR cataract: colour,
+spread, sharpness and local contrast of each set); ``benchmarks/degradation_fit.py`` writes the
+realism distances to ``benchmarks/results/degradation_fit.md`` (closest on colour and, for CSDI, on
+features; not yet blurry enough in fine detail).
 """
 
 from __future__ import annotations
