@@ -142,7 +142,7 @@ def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_s
     out = ensure_output_dir(out_dir, files)
     job = RestoreJob(opened.pipeline, out, BatchNames(), gate=opened.gate, skip_invalid=skip_invalid,
                      side_by_side=side_by_side, dicom_out=dicom_out,
-                     model_id=str(opened.model_info(str(opened.backend.info.name))["model"]))
+                     model_id=str(opened.model_info()["model"]))
     records = _skipped_records(inputs)
     for path in tqdm(files, desc="restore", disable=not progress or len(files) < 2, unit="img"):
         records.append(job.run(path).as_dict())

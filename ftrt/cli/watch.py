@@ -45,7 +45,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
     if not in_dir or not out_dir:
         fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate))
-    record = opened.model_info(model_ref)
+    record = opened.model_info()
     with opened:
         try:
             job = RestoreJob(opened.pipeline, Path(out_dir), watch_names, gate=opened.gate,

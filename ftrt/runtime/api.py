@@ -17,6 +17,7 @@ class OpenPipeline:
     """What a restoring command holds while it runs; a context manager that closes every backend."""
 
     pipeline: FundusPipeline
+    model: str  # the name or path it was opened from
     gate: ReadabilityScorer | None = None
     notes: list[str] = field(default_factory=list)  # things the user should know (printed once)
 
@@ -24,10 +25,11 @@ class OpenPipeline:
     def backend(self) -> Backend:
         return self.pipeline.backend
 
-    def model_info(self, fallback: str = "") -> dict[str, Any]:
-        """How a record names the model that made it."""
+    def model_info(self) -> dict[str, Any]:
+        """How a record names the model that made it: its card id, else the name or path it was opened from."""
         info = self.backend.info
-        return {"model": info.metadata.get("card_id") or fallback, "backend": info.name, "precision": info.precision}
+        return {"model": info.metadata.get("card_id") or self.model, "backend": info.name,
+                "precision": info.precision}
 
     def close(self) -> None:
         self.backend.close()
@@ -78,4 +80,4 @@ def open_pipeline(model: str, backend: str = "auto", threads: int | None = None,
     if be.info.name == "ort" and be.info.precision.startswith("int8"):
         notes.append("note: ONNX Runtime's CPU provider runs INT8 Q/DQ files slower than FP32 "
                      "(benchmarks/results/precision.md); --backend openvino runs them as INT8 on a CPU")
-    return OpenPipeline(pipeline, scorer, notes)
+    return OpenPipeline(pipeline, model, scorer, notes)
