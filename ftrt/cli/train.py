@@ -48,13 +48,13 @@ def train_restorer(config_path: str | None, data: tuple[str, ...], real_lq: tupl
                    sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
     """Train a restoration generator on pairs synthesised on the fly from good images."""
     from ftrt.training.config import RestorerConfig
-    from ftrt.training.restorer import RestorerTrainer
+    from ftrt.training.restorer import restorer_trainer
 
     lists = {"data": list(data), "real_lq": list(real_lq)}
     cfg = _train_config(RestorerConfig, config_path, opts, lists, sets)
     if not cfg.data:
         fail("no training data: give --data DIR (good fundus photographs)")
-    _train(lambda: RestorerTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+    _train(lambda: restorer_trainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
 @train.command("colour-head")

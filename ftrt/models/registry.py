@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ftrt.models.mage import MAGENet
 from ftrt.models.readability import ReadabilityNet
 from ftrt.models.unet import DenseUNet, PatchDiscriminator
 
@@ -25,6 +26,12 @@ PRESETS: dict[str, Preset] = {
         Preset("res-l", DenseUNet, {"width": 32, "stages": 4}, "Catintell-Res generator, paper size (~12.7 M)"),
         Preset("res-m", DenseUNet, {"width": 32, "stages": 3}, "Catintell-Res, 3 stages (~3.2 M)"),
         Preset("res-s", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Res, small, CPU-trainable (~1.2 M)"),
+        Preset("mage-s", MAGENet, {"width": 16, "step": 16, "stage1_blocks": 2, "stage2_width": 16,
+                                   "stage2_blocks": 2, "rsp_width": 8},
+               "MAGE-Net (T-MAGE-Net's backbone), CPU size: two stages + vessel segmenter"),
+        Preset("mage", MAGENet, {"width": 40, "step": 20, "stage1_blocks": 2, "stage2_width": 24,
+                                 "stage2_blocks": 3, "rsp_width": 16},
+               "MAGE-Net, larger (GPU training)"),
         Preset("syn", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Syn cataract-synthesis generator"),
         Preset("patch-d", PatchDiscriminator, {"width": 32, "layers": 4}, "PatchGAN discriminator"),
         Preset("readability", ReadabilityNet, {"backbone": "edge", "width": 1.0},

@@ -75,6 +75,12 @@ class RestorerConfig(GeneratorConfig):
     real_lq: list[str] = field(default_factory=list)
     w_consistency: float = 1.0
     consistency_rampup: int = 200
+    # MAGE-Net's retinal-structure segmenter (models mage-s / mage): folders of vessel annotations matched to
+    # the training photographs by the name before the first "_" (DRIVE's 1st_manual), the share of samples
+    # drawn from annotated photographs, and the segmentation loss weight (the paper's 0.5).
+    vessel_masks: list[str] = field(default_factory=list)
+    vessel_fraction: float = 0.5
+    w_seg: float = 0.5
 
 
 @dataclass

@@ -27,6 +27,7 @@ class FundusImage:
     path: Path
     image: np.ndarray  # uint8 RGB, long side <= max_side (keeps the pool small in RAM)
     mask: np.ndarray
+    vessels: np.ndarray | None = None  # bool vessel annotation at the image's size, where one exists
 
     def float(self) -> np.ndarray:
         return self.image.astype(np.float32) / 255.0
@@ -60,6 +61,39 @@ def load_pool(sources: list[str], max_side: int, min_side: int = 64,
             continue
         pool.append(FundusImage(path, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), fov_mask(img)))
     return pool, errors
+
+
+def vessel_key(path: Path) -> str:
+    """What pairs a photograph with its vessel annotation: the name up to the first "_" (DRIVE's
+    ``21_training.tif`` and ``21_manual1.gif``)."""
+    return path.stem.split("_")[0]
+
+
+def read_vessel_map(path: Path) -> np.ndarray:
+    """A binary vessel annotation (GIF, PNG, TIFF) as bool; Pillow, because OpenCV reads no GIF."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) > 127
+
+
+def attach_vessels(pool: list[FundusImage], sources: list[str]) -> int:
+    """Give each photograph its vessel annotation from ``sources`` (matched by ``vessel_key``, resized to the
+    photograph); returns how many photographs got one. An annotation of another size than its photograph's
+    original is an error: it would label the wrong pixels."""
+    maps = {vessel_key(p): p for p in collect_inputs(sources, suffixes=(".gif", ".png", ".tif", ".tiff"))}
+    n = 0
+    for item in pool:
+        src = maps.get(vessel_key(item.path))
+        if src is None:
+            continue
+        ves = read_vessel_map(src)
+        h, w = item.image.shape[:2]
+        if abs(ves.shape[0] / ves.shape[1] - h / w) > 0.01:
+            raise ValueError(f"{src}: vessel map {ves.shape[1]}x{ves.shape[0]} does not match {item.path}")
+        item.vessels = cv2.resize(ves.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+        n += 1
+    return n
 
 
 def split_pool(pool: list[FundusImage], n_val: int, seed: int) -> tuple[list[FundusImage], list[FundusImage]]:
@@ -126,22 +160,31 @@ def augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
 
 
 class PairedDegradationDataset(Dataset):
-    """Indexable by a global sample index; returns (degraded, clean) CHW float tensors."""
+    """Indexable by a global sample index; returns (degraded, clean) CHW float tensors, and with
+    ``vessels`` a third, the 1 x H x W vessel annotation of the crop (-1 where the photograph has none)."""
 
     def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
-                 syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0)) -> None:
+                 syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0),
+                 vessels: bool = False, vessel_fraction: float = 0.0) -> None:
         if not pool:
             raise ValueError("no usable training images")
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
         self.syn, self.syn_fraction = syn, syn_fraction
         self.scale_range = scale_range
+        self.vessels = vessels
+        # Annotated photographs are few (DRIVE: 20): drawn this often, the segmenter sees labels every batch.
+        self.labelled = [i for i, item in enumerate(pool) if item.vessels is not None]
+        self.vessel_fraction = vessel_fraction if self.labelled else 0.0
 
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng([self.seed, int(index)])
-        item = self.pool[int(rng.integers(len(self.pool)))]
+        k = int(rng.integers(len(self.pool)))
+        if self.vessel_fraction and float(rng.uniform()) < self.vessel_fraction:
+            k = self.labelled[k % len(self.labelled)]
+        item = self.pool[k]
         clean, mask = rescale(item, rng, self.scale_range)
         crop = min(self.crop, *clean.shape[:2])
         use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
@@ -149,8 +192,16 @@ class PairedDegradationDataset(Dataset):
         y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         gt = clean * mask[..., None]
-        lq_c, gt_c = augment(rng, lq[sl], gt[sl])
-        return to_chw(lq_c), to_chw(gt_c)
+        if not self.vessels:
+            lq_c, gt_c = augment(rng, lq[sl], gt[sl])
+            return to_chw(lq_c), to_chw(gt_c)
+        if item.vessels is None:
+            ves = np.full(clean.shape[:2], -1.0, np.float32)
+        else:
+            size = (clean.shape[1], clean.shape[0])
+            ves = cv2.resize(item.vessels.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        lq_c, gt_c, ves_c = augment(rng, lq[sl], gt[sl], ves[sl][..., None])
+        return to_chw(lq_c), to_chw(gt_c), to_chw(ves_c)
 
 
 class UnpairedCropDataset(Dataset):

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ftrt import __version__
 from ftrt.models import count_parameters
-from ftrt.training.checkpoint import load_training_state, save_training_state
+from ftrt.training.checkpoint import load_training_state, save_training_state, save_weights
 from ftrt.training.ema import make_ema, update_ema
 from ftrt.training.losses import PerceptualLoss, fundus_feature_extractor, gan_discriminator_loss
 from ftrt.training.schedule import lr_at
@@ -139,6 +139,14 @@ class TrainingRun:
         return save_training_state(self.out / "last", self.model, self.ema, self.opt, state, self.extra or None,
                                    ema_metadata=self.ema_metadata())
 
+    def snapshot(self) -> Path:
+        """The EMA weights at this validation step, kept in ``OUT/snapshots`` (``last`` moves on): the shipped
+        checkpoint is chosen afterwards by validation on held-out photographs, not taken from the last step."""
+        path = self.out / "snapshots" / f"ema-{self.step:06d}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(path, self.ema.state_dict(), self.ema_metadata())
+        return path
+
     def run(self, progress: bool = True, until: int | None = None) -> dict[str, Any]:
         """Train to ``cfg.steps`` (or stop early at ``until``, leaving a resumable checkpoint)."""
         cfg = self.cfg
@@ -166,6 +174,7 @@ class TrainingRun:
                     if metrics:
                         self.history.append({"step": self.step, **metrics})
                         bar.write(f"step {self.step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in metrics.items()))
+                    self.snapshot()
                     t_last = time.perf_counter()
                 if self.step % cfg.save_every == 0 or self.step in (cfg.steps, until):
                     self.save()

@@ -72,6 +72,19 @@ def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, 
         raise ValueError(f"init {path!r}: weights do not fit {preset} {kwargs}")
 
 
+def restorer_trainer(cfg: RestorerConfig, log: Callable[[str], None] = print) -> "RestorerTrainer":
+    """The trainer a restorer preset needs: MAGE-Net's (two stages + vessel segmenter) or the generic one."""
+    from ftrt.models.mage import MAGENet
+    from ftrt.models.registry import PRESETS
+
+    preset = PRESETS.get(cfg.model)
+    if preset is not None and preset.builder is MAGENet:
+        from ftrt.training.mage import MageTrainer
+
+        return MageTrainer(cfg, log=log)
+    return RestorerTrainer(cfg, log=log)
+
+
 class RestorerTrainer(TrainingRun):
     """Paired training on synthetic degradations; optionally a mean teacher on real low-quality images."""
 
@@ -102,9 +115,10 @@ class RestorerTrainer(TrainingRun):
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
-        self.dataset: Dataset = PairedDegradationDataset(train, classical, cfg.crop, cfg.seed, syn=syn,
-                                                         syn_fraction=syn_fraction,
-                                                         scale_range=(cfg.scale_min, cfg.scale_max))
+        self.train_pool = train
+        self.paired = PairedDegradationDataset(train, classical, cfg.crop, cfg.seed, syn=syn,
+                                               syn_fraction=syn_fraction, scale_range=(cfg.scale_min, cfg.scale_max))
+        self.dataset: Dataset = self.paired
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool, errors = load_pool(cfg.real_lq, cfg.max_side)
