@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ftrt.io import InputError, collect_inputs, ensure_output_dir, read_image, write_image, write_json_atomic
-from ftrt.io.files import skipped_in_folders
+from ftrt.io.files import fit_name, skipped_in_folders
 from ftrt.jobs import FILE_ERRORS, RestoreJob, SkipFile, one_line
 
 Record = dict[str, Any]
@@ -111,26 +111,48 @@ def enhance_files(inputs: list[str], out_dir: str | Path, method: str, progress:
 
 
 class BatchNames:
-    """``OUT/<stem><suffix>`` (and ``<stem>_compare``), numbered when two inputs share a stem (a.png, a.jpg);
-    one name per input for every role."""
+    """Output names for one batch: ``OUT/<stem><suffix>`` and ``<stem>_compare<suffix>``, unique and stable.
 
-    def __init__(self) -> None:
+    Unique: no two inputs, and no input's image and another's compare picture, share a name, also on a
+    case-insensitive file system (a.jpg + a.png -> a_jpg, a_png; a.png + a_1.png + a.PNG all distinct;
+    x.png's compare never overwrites x_compare.png's result). Stable: the name depends on the input and on
+    which other inputs collide with it, never on their order, so a rerun of the same batch writes the same
+    names. A name that still clashes after the suffix is added gets a short hash of the input's path."""
+
+    def __init__(self, files: list[Path]) -> None:
         self.stems: dict[Path, str] = {}
-        self.counts: dict[str, int] = {}
+        groups: dict[str, list[Path]] = {}
+        for p in files:
+            groups.setdefault(p.stem.casefold(), []).append(p)
+        for members in groups.values():
+            for p in members:
+                self.stems[p] = p.stem if len(members) == 1 else f"{p.stem}_{p.suffix.lstrip('.') or 'file'}"
+        # Any name (or compare name) still shared: those inputs fall back to a path hash.
+        while True:
+            owners: dict[str, set[Path]] = {}
+            for p, stem in self.stems.items():
+                for name in (stem, f"{stem}_compare"):
+                    owners.setdefault(name.casefold(), set()).add(p)
+            clashing = {p for ps in owners.values() if len(ps) > 1 for p in ps}
+            clashing = {p for p in clashing if not self.stems[p].endswith(_path_tag(p))}
+            if not clashing:
+                break
+            for p in clashing:
+                self.stems[p] = f"{p.stem}_{_path_tag(p)}"
 
     def stem(self, path: Path) -> str:
-        if path not in self.stems:
-            stem = path.stem
-            if stem in self.counts:
-                self.counts[stem] += 1
-                stem = f"{stem}_{self.counts[stem]}"
-            else:
-                self.counts[stem] = 0
-            self.stems[path] = stem
+        if path not in self.stems:  # a file the batch did not list (a caller's own): its own stem, tagged
+            self.stems[path] = f"{path.stem}_{_path_tag(path)}"
         return self.stems[path]
 
     def __call__(self, path: Path, role: str, suffix: str) -> str:
-        return f"{self.stem(path)}{'_compare' if role == 'compare' else ''}{suffix}"
+        return fit_name(self.stem(path), f"{'_compare' if role == 'compare' else ''}{suffix}")
+
+
+def _path_tag(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_side: bool = False,
@@ -140,7 +162,7 @@ def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_s
     inputs = list(inputs)
     files = collect_inputs(inputs)
     out = ensure_output_dir(out_dir, files)
-    job = RestoreJob(opened.pipeline, out, BatchNames(), gate=opened.gate, skip_invalid=skip_invalid,
+    job = RestoreJob(opened.pipeline, out, BatchNames(files), gate=opened.gate, skip_invalid=skip_invalid,
                      side_by_side=side_by_side, dicom_out=dicom_out,
                      model_id=str(opened.model_info()["model"]))
     records = _skipped_records(inputs)

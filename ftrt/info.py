@@ -18,7 +18,14 @@ def onnx_info(path: Path) -> dict[str, Any]:
         import onnx
     except ImportError:
         return _onnx_info_via_ort(path)
-    proto = onnx.load(str(path), load_external_data=False)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not an ONNX model")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path}: not a valid ONNX model ({type(exc).__name__}: truncated or damaged)") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ValueError(f"{path}: ONNX file without a graph")
     params = sum(int(_numel(t.dims)) for t in proto.graph.initializer)
     init_names = {t.name for t in proto.graph.initializer}
 
@@ -51,7 +58,10 @@ def _numel(dims: Any) -> int:
 def _onnx_info_via_ort(path: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's own exception types
+        raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
     return {
         "file": str(path), "format": "onnx", "size_bytes": path.stat().st_size,
         "inputs": [{"name": i.name, "dtype": i.type, "shape": list(i.shape)} for i in s.get_inputs()],
@@ -61,16 +71,19 @@ def _onnx_info_via_ort(path: Path) -> dict[str, Any]:
 
 
 def safetensors_info(path: Path) -> dict[str, Any]:
-    """Reads the safetensors header directly: no torch needed to describe a checkpoint."""
-    raw = path.read_bytes()[:8]
-    n = int.from_bytes(raw, "little")
-    with path.open("rb") as fh:
-        fh.seek(8)
-        header = json.loads(fh.read(n))
-    meta = json.loads(header.pop("__metadata__", {}).get("ftrt", "{}"))
+    """Reads the safetensors header directly (checked: ftrt.io.weights): no torch needed to describe it."""
+    from ftrt.io.weights import ftrt_metadata, read_safetensors_header
+
+    header, raw_meta = read_safetensors_header(path)
+    meta = ftrt_metadata(raw_meta, path)
     params = sum(_numel(v["shape"]) for v in header.values())
     card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else None
+    card: Any = None
+    if card_path.exists():
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            card = f"unreadable model card {card_path.name} ({type(exc).__name__})"
     return {"file": str(path), "format": "safetensors", "size_bytes": path.stat().st_size,
             "preset": meta.get("preset"), "parameters": params, "tensors": len(header), "metadata": meta,
             "model_card": card}

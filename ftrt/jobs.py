@@ -8,6 +8,7 @@ lands in both.
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class FileRecord:
     error: str | None = None
     reason: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    # An error of the machine, not of the file (a full disk, an I/O error, a permission): worth retrying.
+    transient: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The flat JSON record ``--json`` prints (one per line)."""
@@ -48,6 +51,8 @@ class FileRecord:
         extra = d.pop("fields")
         if d["reason"] is None:
             d.pop("reason")
+        if not d["transient"]:
+            d.pop("transient")
         return {**d, **extra}
 
 
@@ -125,6 +130,9 @@ class RestoreJob:
             img, depth = (source.image, source.depth) if source is not None else read_image(path)
             t1 = time.perf_counter()
             result, mask, extra = self._process(img)
+            if not np.isfinite(result).all():
+                # NaN becomes black on the way out: a model that produced it must not be reported as written.
+                raise ValueError("the model produced NaN or infinite values; nothing written")
             t2 = time.perf_counter()
             if source is not None and self.dicom_out == "dicom":
                 out = self.out_dir / self.names(path, "image", ".dcm")
@@ -144,4 +152,21 @@ class RestoreJob:
             rec.status, rec.reason, rec.fields = "skipped", str(skip), dict(skip.extra)
         except FILE_ERRORS as exc:
             rec.status, rec.error = "error", one_line(path, exc)
+            rec.transient = is_transient(exc)
         return rec
+
+
+# errno values of a machine's trouble rather than a file's (see ftrt.watch, which retries them).
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS, errno.EAGAIN,
+                    errno.EBUSY, errno.ENFILE, errno.EMFILE, errno.ENOMEM}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error says nothing about the file itself: retried later instead of a verdict on it."""
+    if isinstance(exc, MemoryError):
+        return True
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False

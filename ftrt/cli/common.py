@@ -69,3 +69,21 @@ def open_or_fail(make: Callable[[], Any]) -> Any:
     for note in getattr(opened, "notes", []):
         echo_err(note)
     return opened
+
+
+def working_side(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """--max-side: 0 (native resolution) or a side a fundus photograph can be read at (>= 64 px)."""
+    if value is not None and value != 0 and value < 64:
+        raise click.BadParameter(f"{value} px is too small to restore at; give 0 (native) or at least 64")
+    return value
+
+
+def tile_side(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """--tile: 0 (never tile) or at least twice the pipeline's tile overlap."""
+    from ftrt.runtime.pipeline import PipelineConfig
+
+    least = 2 * PipelineConfig.overlap
+    if value != 0 and value < least:
+        raise click.BadParameter(f"{value} px tiles are smaller than twice the {least // 2} px overlap; give 0 "
+                                 f"(no tiling) or at least {least}")
+    return value

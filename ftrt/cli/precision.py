@@ -39,9 +39,9 @@ _report_backend_option = click.option(
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
 @_report_backend_option
 @click.option("--min-psnr", default=35.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
-@click.option("--eval-num", default=8, show_default=True, help="Held-out images for the report.")
+@click.option("--eval-num", default=8, show_default=True, type=click.IntRange(min=1), help="Held-out images for the report.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", type=int)
+@click.option("--threads", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, num: int, shapes: tuple[str, ...],
               keep: str, cache_path: str | None, trt_version: str, quantizer: str, report_path: str | None,
@@ -76,7 +76,7 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Accuracy report (.json and .md).")
 @_report_backend_option
 @click.option("--min-psnr", default=45.0, show_default=True, help="Fail below this PSNR (dB) vs FP32 output.")
-@click.option("--threads", type=int)
+@click.option("--threads", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], converter: str,
             report_path: str | None, report_backend: str, min_psnr: float, threads: int | None,

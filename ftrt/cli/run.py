@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ftrt.cli.common import BACKEND_CHOICES, fail, open_or_fail, run_batch
+from ftrt.cli.common import BACKEND_CHOICES, fail, open_or_fail, run_batch, tile_side, working_side
 from ftrt.cli.main import main
 
 
@@ -17,10 +17,11 @@ from ftrt.cli.main import main
 @click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
-@click.option("--max-side", type=int,
+@click.option("--max-side", type=click.IntRange(min=0), callback=working_side,
               help="Working resolution (longest FOV side, px); default: the model's own; 0: native resolution.")
-@click.option("--tile", type=int, default=1024, show_default=True, help="Tile above this many pixels (0: never).")
-@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--tile", type=click.IntRange(min=0), default=1024, show_default=True, callback=tile_side,
+              help="Tile above this many pixels (0: never; else at least 128, twice the overlap).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the backend.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
 @click.option("--cuda-graph", is_flag=True, help="trt backend: capture each input shape once as a CUDA graph.")
 @click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
@@ -52,8 +53,8 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
 @click.option("--model", "model_ref", default="readability", show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
-@click.option("--threads", type=int, help="CPU threads for the backend.")
-@click.option("--threshold", type=float,
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the backend.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0),
               help="Probability above which a label holds (default: the model's own, fitted per label).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def assess(inputs: tuple[str, ...], model_ref: str, backend: str, threads: int | None, threshold: float | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ftrt.cli.common import BACKEND_CHOICES, echo_err, fail, open_or_fail
+from ftrt.cli.common import BACKEND_CHOICES, echo_err, fail, open_or_fail, working_side
 from ftrt.cli.main import main
 
 
@@ -17,10 +17,10 @@ from ftrt.cli.main import main
 @click.option("--model", "model_ref", default="res-s", show_default=True)
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
-@click.option("--max-side", type=int, help="Working resolution (default: the model's own).")
-@click.option("--threads", type=int)
+@click.option("--max-side", type=click.IntRange(min=0), callback=working_side, help="Working resolution (default: the model's own).")
+@click.option("--threads", type=click.IntRange(min=1))
 @click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
-@click.option("--poll", default=2.0, show_default=True, help="Seconds between scans; a file must be unchanged "
+@click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.05), help="Seconds between scans; a file must be unchanged "
               "over one interval to be taken.")
 @click.option("--once", is_flag=True, help="Process what is there (waiting for files still being written), exit.")
 @click.option("--status", "status_dir", type=click.Path(file_okay=False), help="Print a journal's counts and "

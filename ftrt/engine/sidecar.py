@@ -83,11 +83,39 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
                              "records the TensorRT version, GPU and profiles the engine needs")
     try:
         data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise EngineMismatch(f"{p}: unreadable sidecar ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EngineMismatch(f"{p}: unreadable sidecar ({str(exc).splitlines()[0][:120]})") from None
+    except OSError as exc:
+        raise EngineMismatch(f"{p}: cannot read the sidecar ({exc.strerror})") from None
+    _check_layout(data, p)
     if data.get("sidecar_version") != SIDECAR_VERSION:
         raise EngineMismatch(f"{p}: sidecar version {data.get('sidecar_version')} is not {SIDECAR_VERSION}")
     return data
+
+
+# The sidecar's fields and the JSON type each must have where present: an edited or foreign file of another
+# shape is refused with its name instead of failing as an AttributeError deep in a check.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "onnx": dict, "gpu": dict, "profiles": list, "tensorrt_version": str, "engine_sha256": str,
+    "sidecar_version": int, "precision": dict, "build_flags": dict, "io": list, "plan_header": dict,
+}
+
+
+def _check_layout(data: Any, p: Path) -> None:
+    if not isinstance(data, dict):
+        raise EngineMismatch(f"{p}: sidecar is not a JSON object; rebuild with `ftrt build-engine`")
+    for key, typ in _FIELD_TYPES.items():
+        if key in data and data[key] is not None and not isinstance(data[key], typ):
+            raise EngineMismatch(f"{p}: sidecar field {key!r} has the wrong type; rebuild with `ftrt build-engine`")
+    profiles = data.get("profiles") or []
+    for prof in profiles:
+        ok = isinstance(prof, dict) and all(
+            isinstance(prof.get(k), list) and len(prof[k]) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in prof[k])
+            for k in ("min", "opt", "max"))
+        if not ok:
+            raise EngineMismatch(f"{p}: sidecar profile {str(prof)[:80]} is malformed (min/opt/max: three "
+                                 "positive integers each)")
 
 
 def rebuild_command(engine: str | Path, data: dict[str, Any]) -> str:

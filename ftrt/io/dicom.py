@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ftrt.io.atomic import atomic_write
-from ftrt.io.files import ImageReadError
+from ftrt.io.files import ImageReadError, check_regular_file
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
@@ -50,6 +50,8 @@ def is_dicom(path: str | os.PathLike[str], head: bytes | None = None) -> bool:
     if p.suffix.lower() in DICOM_SUFFIXES:
         return True
     if head is None:
+        if not p.is_file():  # a FIFO would block here; the reader reports what it is
+            return False
         try:
             with p.open("rb") as fh:
                 head = fh.read(132)
@@ -77,6 +79,7 @@ def _pydicom() -> Any:
 def read_dicom(path: str | os.PathLike[str]) -> DicomImage:
     pydicom = _pydicom()
     path = Path(path)
+    check_regular_file(path)
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # pydicom raises many types; the message must not echo element values
@@ -87,16 +90,17 @@ def read_dicom(path: str | os.PathLike[str]) -> DicomImage:
                              f"(ophthalmic photography, VL photographic or secondary capture)")
     if "PixelData" not in ds:
         raise ImageReadError(f"{path}: DICOM file has no pixel data")
+    _check_size(ds, path)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         arr = ds.pixel_array
     except Exception as exc:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(ts, "name", str(ts))
-        raise ImageReadError(f"{path}: cannot decode DICOM pixel data ({name}: {type(exc).__name__}); "
-                             "compressed images need the pylibjpeg plugins (pip install 'ftrt[dicom]')") from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(f"{path}: multi-frame DICOM ({frames} frames) is not a single photograph")
+        if ts is not None and getattr(ts, "is_compressed", False):
+            hint = "compressed images need the pylibjpeg plugins (pip install 'ftrt[dicom]')"
+        else:
+            hint = "the pixel data is truncated or does not match Rows, Columns and Bits Allocated"
+        raise ImageReadError(f"{path}: cannot decode DICOM pixel data ({name}: {type(exc).__name__}); {hint}") from None
     image, depth = _to_float_rgb(ds, arr, path)
     for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if kw in ds:
@@ -104,16 +108,38 @@ def read_dicom(path: str | os.PathLike[str]) -> DicomImage:
     return DicomImage(image, depth, dataset=ds, sop_class=sop)
 
 
-def _to_float_rgb(ds: Any, arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
-    from pydicom.pixels import convert_color_space
+def _int(ds: Any, keyword: str, default: int) -> int:
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
 
+
+def _check_size(ds: Any, path: Path) -> None:
+    """Refuse from the header, before any pixel is decoded: too many pixels, or several frames."""
+    from ftrt.io.images import MAX_PIXELS
+
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    frames = _int(ds, "NumberOfFrames", 1)
+    if rows <= 0 or cols <= 0:
+        raise ImageReadError(f"{path}: DICOM header has no valid Rows / Columns")
+    if frames > 1:
+        raise ImageReadError(f"{path}: multi-frame DICOM ({frames} frames) is not a single photograph")
+    if rows * cols > MAX_PIXELS:
+        raise ImageReadError(f"{path}: header claims {cols}x{rows} pixels ({rows * cols / 1e6:.0f} MP), "
+                             f"above the {MAX_PIXELS / 1e6:.0f} MP limit")
+
+
+def _to_float_rgb(ds: Any, arr: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     pi = str(ds.get("PhotometricInterpretation", ""))
-    bits = int(ds.get("BitsStored", 8))
+    bits = min(max(_int(ds, "BitsStored", 8), 1), 16)
     maxv = float(2**bits - 1)
+    if _int(ds, "PixelRepresentation", 0) == 1:
+        # Two's complement: shift [-2^(b-1), 2^(b-1) - 1] to [0, 2^b - 1] so negatives keep their order.
+        arr = arr.astype(np.float32) + np.float32(2 ** (bits - 1))
     if pi.startswith("YBR"):
-        # pixel_array already converts YCbCr to RGB for most codecs; the uncompressed YBR_FULL case remains.
-        if pi == "YBR_FULL" and not ds.file_meta.TransferSyntaxUID.is_compressed:
-            arr = convert_color_space(arr, pi, "RGB")
+        # pydicom's pixel_array returns RGB for every YBR photometric interpretation and transfer syntax
+        # (pydicom >= 3: as_rgb); converting again turned a red fundus green.
         pi = "RGB"
     if pi in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
@@ -148,6 +174,10 @@ def write_derived(path: str | os.PathLike[str], img: np.ndarray, source: DicomIm
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
     src = source.dataset
+    missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID") if not str(src.get(kw, "") or "")]
+    if missing:
+        raise ImageReadError(f"{path}: cannot derive a DICOM instance, the source has no {' or '.join(missing)}; "
+                             "write an image instead (--dicom-out png)")
     ds = copy.deepcopy(src)
     series_uid, sop_uid = derived_uids(src, model_id)
     # The SOP class fixes the depth for ophthalmic photography; other classes keep the source's.
@@ -170,7 +200,9 @@ def write_derived(path: str | os.PathLike[str], img: np.ndarray, source: DicomIm
         ds.SeriesNumber = int(src.get("SeriesNumber") or 0) + 1000
     except (TypeError, ValueError):
         ds.SeriesNumber = 1000
-    image_type = [str(v) for v in (src.get("ImageType") or [])]
+    raw_type = src.get("ImageType") or []
+    # A single-valued ImageType is a str: listing it would spell it out letter by letter.
+    image_type = [str(raw_type)] if isinstance(raw_type, str) else [str(v) for v in raw_type]
     ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
     ds.SeriesDescription = description[:64]
     ds.DerivationDescription = description[:1024]

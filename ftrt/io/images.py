@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from ftrt.io.atomic import atomic_write_bytes
-from ftrt.io.files import ImageReadError
+from ftrt.io.files import ImageReadError, check_regular_file
+from ftrt.io.probe import ProbeError, probe
 
 # A header can claim any size; refuse before decoding rather than allocate gigabytes.
 # Fundus cameras top out near 24 MP; 100 MP leaves room for stitched montages.
@@ -26,6 +27,7 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     from ftrt.io.dicom import is_dicom, read_dicom
 
     path = Path(path)
+    check_regular_file(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -35,37 +37,24 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     if is_dicom(path, data[:132].tobytes()):
         d = read_dicom(path)
         return d.image, d.depth
-    dims = probe_dimensions(data.tobytes()[:65536])
-    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
-        w, h = dims
+    try:
+        fmt, w, h = probe(data.tobytes())
+    except ProbeError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+    if w <= 0 or h <= 0:
+        raise ImageReadError(f"{path}: {fmt} header claims an empty {w}x{h} image")
+    if w * h > MAX_PIXELS:
         raise ImageReadError(f"{path}: header claims {w}x{h} pixels ({w * h / 1e6:.0f} MP), "
                              f"above the {MAX_PIXELS / 1e6:.0f} MP limit")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:
+        raise ImageReadError(f"{path}: {fmt} decoder failed ({str(exc).strip().splitlines()[-1][:120]})") from None
     if img is None:
-        raise ImageReadError(f"{path}: not a readable image (unknown format or truncated)")
+        raise ImageReadError(f"{path}: not a readable {fmt} image (truncated or damaged)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:  # a header that lied about its size
+        raise ImageReadError(f"{path}: decoded {img.shape[1]}x{img.shape[0]} pixels, above the limit")
     return _to_float_rgb(img, path)
-
-
-def probe_dimensions(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(head):
-            if head[i] != 0xFF:
-                i += 1
-                continue
-            marker = head[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            length = int.from_bytes(head[i + 2:i + 4], "big")
-            # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
-            i += 2 + length
-    return None
 
 
 def _to_float_rgb(img: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -87,8 +76,11 @@ def _to_float_rgb(img: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
         img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
     else:
         raise ImageReadError(f"{path}: unsupported channel layout {img.shape}")
-    out = np.clip(img.astype(np.float32) / scale, 0.0, 1.0)
-    return out, depth
+    out = img.astype(np.float32) / scale
+    if scale == 1.0 and not np.isfinite(out).all():
+        # np.clip keeps NaN, and NaN becomes black on the way out: refuse instead of writing a black image.
+        raise ImageReadError(f"{path}: floating-point image with NaN or infinite pixels")
+    return np.clip(out, 0.0, 1.0), depth
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

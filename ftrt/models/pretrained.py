@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -22,8 +20,10 @@ def shipped_weights(name: str) -> Path | None:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    with safe_open(str(path), framework="pt") as fh:
-        return json.loads((fh.metadata() or {}).get("ftrt", "{}"))
+    """ftrt's metadata of a weights file, after checking the whole header (ftrt.io.weights)."""
+    from ftrt.io.weights import ftrt_metadata, read_safetensors_header
+
+    return ftrt_metadata(read_safetensors_header(path)[1], path)
 
 
 def resolve_weights(name_or_path: str) -> Path:
@@ -38,9 +38,14 @@ def load_model(name_or_path: str, preset: str | None = None) -> tuple[nn.Module,
     name = preset or meta.get("preset")
     if name is None or name not in PRESETS:
         raise ValueError(f"{path}: metadata names no known preset; pass preset=")
-    model = build_model(name, **meta.get("kwargs", {}))
-    state = load_file(str(path))
-    model.load_state_dict(state)
+    kwargs = meta.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{path}: metadata 'kwargs' is not a mapping")
+    try:
+        model = build_model(name, **kwargs)
+        model.load_state_dict(load_file(str(path)))
+    except (TypeError, RuntimeError) as exc:  # kwargs the preset does not take; tensors that do not fit
+        raise ValueError(f"{path}: weights do not fit {name} ({str(exc).splitlines()[0][:160]})") from None
     model.eval()
     meta.setdefault("preset", name)
     meta["weights"] = str(path)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ftrt.runtime.backends import open_backend
 from ftrt.runtime.backends.base import Backend
 from ftrt.runtime.pipeline import FundusPipeline, PipelineConfig
@@ -55,11 +57,30 @@ def open_scorer(backend: str, model: str, threads: int | None = None,
 
 
 def check_restorer(backend: Backend, model: str) -> None:
-    """Refuse a model that is not a restorer before any photograph is sent through it."""
+    """Refuse a model that is not a restorer before any photograph is sent through it: by its metadata, then
+    by one small probe image (another input layout, dtype, input count or output shape fails here, once,
+    with the model named, instead of on every photograph of a batch)."""
     kind = backend.info.metadata.get("model")
     if kind not in (None, "", "restorer"):
         hint = "; score photographs with `ftrt assess`" if kind == "readability" else ""
         raise ValueError(f"{model}: a {kind} model, not a restorer{hint}")
+    spec = backend.input_spec
+    if len(spec.shape) != 4 or spec.shape[1] not in (3, None) and not isinstance(spec.shape[1], str):
+        raise ValueError(f"{model}: input {spec.name} has shape {list(spec.shape)}; a restorer takes N x 3 x H x W")
+    m = max(backend.pad_multiple, 1)
+    side = -(-max(64, backend.min_side) // m) * m
+    shape = (1, 3, side, side)
+    if not backend.supports_shape(shape):
+        return  # an engine built for other sizes: its profiles are checked against each photograph instead
+    try:
+        out = np.asarray(backend.run(np.full(shape, 0.5, np.float32)))
+    except Exception as exc:  # noqa: BLE001 - any runtime's error on a probe means the model does not fit
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{model}: does not run on a 1x3x{side}x{side} float image as a restorer must ({msg[:200]})") \
+            from None
+    if out.shape != shape:
+        raise ValueError(f"{model}: returns shape {list(out.shape)} for a {list(shape)} image; a restorer returns "
+                         "the image's own shape")
 
 
 def open_pipeline(model: str, backend: str = "auto", threads: int | None = None, max_side: int | None = None,

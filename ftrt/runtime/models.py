@@ -28,6 +28,12 @@ def resolve_model(name_or_path: str | Path, kind: str) -> Path:
     if p.suffix in (".onnx", ".safetensors", ".engine", ".plan"):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such model file")
+        if p.suffix not in SUFFIXES[kind]:
+            hint = {"onnx": "ONNX Runtime and OpenVINO run ONNX files: export the weights (`ftrt export --model "
+                            f"{p} -o MODEL.onnx`) or use --backend torch",
+                    "safetensors": "PyTorch runs .safetensors weights: give those, or another backend for this file",
+                    "engine": "TensorRT runs engines: build one (`ftrt build-engine MODEL.onnx -o OUT.engine`)"}[kind]
+            raise ValueError(f"{p}: a {p.suffix} file does not fit this backend; {hint}")
         return p
     if kind == "safetensors" and p.is_dir():
         for candidate in (p / "final.safetensors", p / "last" / "ema.safetensors", p / "ema.safetensors"):

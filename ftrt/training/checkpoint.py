@@ -19,11 +19,12 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: dic
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import safe_open
+    """Tensors and ftrt metadata; the header is checked first (ftrt.io.weights), so a damaged checkpoint
+    fails with its name."""
+    from ftrt.io.weights import ftrt_metadata, read_safetensors_header
 
     path = Path(path)
-    with safe_open(str(path), framework="pt") as fh:
-        meta = json.loads((fh.metadata() or {}).get("ftrt", "{}"))
+    meta = ftrt_metadata(read_safetensors_header(path)[1], path)
     return load_file(str(path)), meta
 
 

@@ -12,7 +12,7 @@ from ftrt.io import write_image
 from ftrt.models import build_model
 from ftrt.models.mage import MAGENet
 from ftrt.training.config import RestorerConfig
-from ftrt.training.data import FundusImage, PairedDegradationDataset, attach_vessels
+from ftrt.training.data import PairedDegradationDataset, attach_vessels
 from ftrt.training.mage import MageTrainer, vessel_loss
 from ftrt.training.restorer import restorer_trainer
 

@@ -87,7 +87,7 @@ def test_kill_and_restart_loses_and_repeats_nothing(tmp_path: Path, retina: np.n
     assert slow_out is not None and slow_out.shape[:2] == retina.shape[:2]
     rep = status(out_dir)
     assert rep["counts"] == {"done": len(good), "failed": len(bad)}
-    assert sorted(name for name, _ in rep["last_errors"]) == bad
+    assert sorted(e["file"] for e in rep["quarantined"]) == bad and rep["retrying"] == []
     assert _digest(in_dir) == before  # no original changed, moved or deleted
     sidecar = json.loads((out_dir / output_name(Path("img_03.png"), ".json")).read_text())
     assert sidecar["input"] == "img_03.png" and sidecar["backend"] == "ort" and "ms" in sidecar

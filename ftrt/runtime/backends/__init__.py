@@ -1,7 +1,8 @@
 """Backend registry: ``open_backend(name, model)`` with names auto, ort, ort-cuda, ort-trt, trt, torch,
 torch-cuda and torch-cuda-fp16 (the PyTorch GPU baselines), openvino and openvino-bf16 (CPU).
 
-``auto`` picks TensorRT for an ``.engine``/``.plan`` file and ONNX Runtime (CPU) otherwise.
+``auto`` picks TensorRT for an ``.engine``/``.plan`` file, PyTorch (CPU) for ``.safetensors`` weights and
+ONNX Runtime (CPU) otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def make_backend(name: str, model: str, threads: int | None = None, **opts: Any)
 
         return OpenVinoBackend(resolve_model(model, "onnx"), threads=threads,
                                precision="bf16" if name.endswith("bf16") else "fp32")
+    if name == "auto" and Path(model).suffix == ".safetensors":
+        name = "torch"
     if name.startswith("torch"):
         from ftrt.runtime.backends.torch_backend import TorchBackend
 
