@@ -84,6 +84,10 @@ class Journal:
             for col, decl in self.COLUMNS.items():
                 if col not in have:  # a journal from an earlier ftrt: add what retries need
                     self.db.execute(f"ALTER TABLE files ADD COLUMN {col} {decl}")
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "readonly" in str(exc):  # the folder, not the journal, is the problem
+                raise ValueError(f"{self.path}: cannot open the journal ({exc}); is {out_dir} writable?") from None
+            raise JournalDamaged(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise JournalDamaged(str(exc)) from None
 
@@ -255,9 +259,15 @@ class Watcher:
             self.job = RestoreJob(None, self.out_dir, watch_names, dicom_out=dicom_out, model_id=model_id,
                                   side_by_side=side_by_side, process=job)
         self.poll, self.log, self.record = poll, log, dict(record or {})
-        self.lock = WatchLock(self.out_dir)
+        try:
+            self.lock = WatchLock(self.out_dir)
+        except OSError as exc:
+            raise ValueError(f"{self.out_dir}: cannot use it as the output folder ({exc.strerror})") from None
         try:
             self.journal = open_journal(self.out_dir, self.in_dir, log)
+        except OSError as exc:
+            self.lock.release()
+            raise ValueError(f"{self.out_dir}: cannot keep the journal there ({exc.strerror})") from None
         except BaseException:
             self.lock.release()
             raise

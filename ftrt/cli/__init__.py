@@ -5,7 +5,7 @@ convert), models (export, build-engine, profile), train. Each command parses opt
 function and prints; the work itself lives in the API it belongs to.
 """
 
-from ftrt.cli import images, models, precision, run, train, watch  # noqa: F401 - registers the commands
+from ftrt.cli import images, models, precision, run, serving, train, watch  # noqa: F401 - registers the commands
 from ftrt.cli.common import BACKEND_CHOICES, DEGRADE_KINDS
 from ftrt.cli.main import main
 

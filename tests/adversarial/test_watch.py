@@ -178,3 +178,14 @@ def test_old_journal_gains_the_retry_columns(tmp_path: Path) -> None:
     assert j.state("a.png") == (1, 2, "done", 0.0)
     j.close()
     assert json.loads(json.dumps(status(out_dir)))["counts"] == {"done": 1}
+
+
+def test_unusable_output_folder_is_one_line(tmp_path: Path) -> None:
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot use it as the output folder"):
+        _watch(in_dir, blocker / "out")
+    with pytest.raises(ValueError):
+        _watch(in_dir, Path("/proc/ftrt-watch-out"))

@@ -1,0 +1,69 @@
+"""``ftrt triton export`` and ``ftrt triton check``: a Triton model repository, written and verified offline."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ftrt.cli.common import fail
+from ftrt.cli.main import main
+
+
+@main.group()
+def triton() -> None:
+    """Triton Inference Server model repositories."""
+
+
+@triton.command("export")
+@click.option("--model", "models", multiple=True, default=["res-s"], show_default=True,
+              help="Shipped name, ONNX file or TensorRT engine (repeatable); the first ONNX restorer also backs "
+                   "fundus_restore.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The new repository.")
+@click.option("--max-batch", default=4, show_default=True, type=click.IntRange(min=0),
+              help="max_batch_size of the raw networks (0: no batching).")
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="Instances per model.")
+@click.option("--dynamic-batching", is_flag=True, help="Let Triton batch concurrent requests of the same size.")
+@click.option("--gpu", is_flag=True, help="KIND_GPU instance groups (the production server), else KIND_CPU.")
+@click.option("--gate", default="readability", show_default=True, help="Readability classifier served beside "
+              "(and used by fundus_restore); 'none' for no gate.")
+@click.option("--no-pipeline", is_flag=True, help="Raw networks only, no fundus_restore model.")
+@click.option("--json", "as_json", is_flag=True)
+def triton_export(models: tuple[str, ...], out_dir: str, max_batch: int, instances: int, dynamic_batching: bool,
+                  gpu: bool, gate: str, no_pipeline: bool, as_json: bool) -> None:
+    """Write a Triton model repository: ONNX as onnxruntime_onnx, engines as tensorrt_plan, the readability
+    classifier, and fundus_restore (Python backend: ftrt's whole pipeline on raw photographs)."""
+    from ftrt.serving.repository import RepositoryError, check_repository, export_repository
+
+    try:
+        entries = export_repository(list(models), out_dir, max_batch=max_batch, instances=instances,
+                                    dynamic_batching=dynamic_batching, gate=None if gate == "none" else gate,
+                                    gpu=gpu, pipeline=not no_pipeline)
+    except (RepositoryError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    problems = check_repository(out_dir)
+    if as_json:
+        click.echo(json.dumps({"repository": out_dir, "models": [{"name": e.name, "platform": e.platform,
+                                                                  "max_batch_size": e.max_batch_size}
+                                                                 for e in entries], "problems": problems}))
+    else:
+        for e in entries:
+            click.echo(f"{out_dir}/{e.name}: {e.platform}, max_batch_size {e.max_batch_size}")
+    if problems:
+        for p in problems:
+            click.echo(f"error: {p}", err=True)
+        raise SystemExit(1)
+
+
+@triton.command("check")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False))
+def triton_check(repo: str) -> None:
+    """Check a repository: configs parse, names match folders, ONNX configs match their models."""
+    from ftrt.serving.repository import check_repository
+
+    problems = check_repository(repo)
+    for p in problems:
+        click.echo(f"error: {p}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"{repo}: ok")

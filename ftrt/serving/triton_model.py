@@ -1,0 +1,80 @@
+"""Triton Python-backend model ``fundus_restore``: ftrt's whole pipeline on raw photographs.
+
+Copied into ``REPO/fundus_restore/1/model.py`` by ``ftrt triton export``; Triton imports it in its Python
+stub, where ``triton_python_backend_utils`` exists. Input ``IMAGE``: UINT8 H x W x 3 RGB, any size; outputs
+``RESTORED`` (UINT8, the input's size) and ``RECORD`` (one JSON string: what ``ftrt restore --json`` records
+for a file). A bad request (wrong dtype or rank, empty, larger than the limit) gets a v2 error with the
+reason; the model keeps serving the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:  # present inside Triton's Python stub only
+    import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+except ImportError:  # imported for tests or inspection outside Triton
+    pb_utils = None
+
+
+def check_image(arr: np.ndarray, max_side: int) -> str | None:
+    """Why ``arr`` is not a photograph this model takes (None: it is)."""
+    if arr.dtype != np.uint8:
+        return f"IMAGE must be UINT8, got {arr.dtype}"
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        return f"IMAGE must be H x W x 3 RGB, got shape {list(arr.shape)}"
+    if min(arr.shape[:2]) < 32:
+        return f"IMAGE is {arr.shape[1]}x{arr.shape[0]} px; at least 32 px on each side"
+    if max(arr.shape[:2]) > max_side:
+        return f"IMAGE is {arr.shape[1]}x{arr.shape[0]} px; at most {max_side} px on each side"
+    return None
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        from ftrt.runtime import open_pipeline
+
+        here = Path(args["model_repository"]) / str(args["model_version"])
+        cfg = json.loads((here / "ftrt.json").read_text())
+        threads = int(os.environ.get("FTRT_THREADS", "0")) or None
+        gate = cfg.get("gate")
+        self.opened = open_pipeline(str(here / cfg["restorer"]), "ort", threads=threads, gate=bool(gate),
+                                    gate_model=str(here / gate) if gate else "readability")
+        self.max_side = int(cfg.get("max_side", 8192))
+        self.record = self.opened.model_info()
+
+    def restore(self, arr: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """One photograph: the restored UINT8 image and its record (raises ValueError on a bad request)."""
+        from ftrt.io.images import to_uint8
+        from ftrt.jobs import restore_image
+
+        why = check_image(arr, self.max_side)
+        if why is not None:
+            raise ValueError(why)
+        res, extra = restore_image(arr.astype(np.float32) / 255.0, self.opened.pipeline, self.opened.gate)
+        if not np.isfinite(res.image).all():
+            raise ValueError("the model produced NaN or infinite values")
+        return to_uint8(res.image), {"status": "ok", "shape": list(arr.shape[:2]), **self.record, **extra}
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            try:
+                arr = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
+                image, record = self.restore(arr)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[
+                    pb_utils.Tensor("RESTORED", image),
+                    pb_utils.Tensor("RECORD", np.array([json.dumps(record, default=float).encode()], dtype=object)),
+                ]))
+            except Exception as exc:  # noqa: BLE001 - every failure becomes this request's error, never the server's
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg)))
+        return responses
+
+    def finalize(self) -> None:
+        self.opened.close()
