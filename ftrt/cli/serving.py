@@ -67,3 +67,49 @@ def triton_check(repo: str) -> None:
     if problems:
         raise SystemExit(1)
     click.echo(f"{repo}: ok")
+
+
+@main.command()
+@click.option("--repo", type=click.Path(exists=True, file_okay=False), help="A repository from `ftrt triton "
+              "export` (default: one written now from --model).")
+@click.option("--model", "models", multiple=True, default=["res-s"], show_default=True,
+              help="Without --repo: the models to serve (as `ftrt triton export --model`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--metrics-port", default=8002, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="Instances per model.")
+@click.option("--max-batch", default=4, show_default=True, type=click.IntRange(min=0))
+@click.option("--dynamic-batching", is_flag=True)
+@click.option("--serving-env", help="Environment with nvidia-pytriton and ftrt (default: $FTRT_SERVING_ENV or this "
+              "interpreter's); not needed with a tritonserver on PATH.")
+@click.option("--tritonserver", "binary", help="A tritonserver binary to use instead.")
+@click.option("--ready-timeout", default=180.0, show_default=True, type=click.FloatRange(min=1))
+def serve(repo: str | None, models: tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
+          instances: int, max_batch: int, dynamic_batching: bool, serving_env: str | None, binary: str | None,
+          ready_timeout: float) -> None:
+    """Run Triton Inference Server with ftrt's models until SIGTERM / Ctrl-C; prints the endpoints when ready."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ftrt.serving.repository import RepositoryError, export_repository
+    from ftrt.serving.server import Endpoints, ServeError, serve as run_server
+
+    if len({http_port, grpc_port, metrics_port}) != 3:
+        fail("--http-port, --grpc-port and --metrics-port must differ")
+    tmp = None
+    try:
+        if repo is None:
+            tmp = tempfile.mkdtemp(prefix="ftrt-repo-")
+            repo = str(Path(tmp) / "models")
+            export_repository(list(models), repo, max_batch=max_batch, instances=instances,
+                              dynamic_batching=dynamic_batching)
+        code = run_server(Path(repo), Endpoints(host, http_port, grpc_port, metrics_port), serving_env, binary,
+                          ready_timeout, log=lambda m: click.echo(m, err=True))
+    except (ServeError, RepositoryError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise SystemExit(0 if code in (0, -15) else 1)

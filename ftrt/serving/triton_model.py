@@ -11,10 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import site
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# Triton's Python stub embeds the interpreter without a virtual environment: `ftrt serve` names the site
+# folders of the environment ftrt is installed in (FTRT_SITE), processed as site folders so that editable
+# installs and .pth files work as they do in that environment, and put first: the interpreter's own
+# site-packages may hold another numpy than the one the stub's tensor exchange was built for (measured:
+# numpy 2 there made every output tensor arrive empty).
+_before = list(sys.path)
+for _d in filter(None, os.environ.get("FTRT_SITE", "").split(os.pathsep)):
+    site.addsitedir(_d)
+sys.path[:] = [p for p in sys.path if p not in _before] + _before
+
+import numpy as np  # noqa: E402
 
 try:  # present inside Triton's Python stub only
     import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
@@ -59,7 +71,8 @@ class TritonPythonModel:
         res, extra = restore_image(arr.astype(np.float32) / 255.0, self.opened.pipeline, self.opened.gate)
         if not np.isfinite(res.image).all():
             raise ValueError("the model produced NaN or infinite values")
-        return to_uint8(res.image), {"status": "ok", "shape": list(arr.shape[:2]), **self.record, **extra}
+        # Contiguous: the backend copies the buffer as laid out, a transposed view would arrive empty.
+        return np.ascontiguousarray(to_uint8(res.image)), {"status": "ok", "shape": list(arr.shape[:2]), **self.record, **extra}
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
