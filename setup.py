@@ -41,9 +41,13 @@ setup(
         # CUDA from Python without TensorRT (ORT's CUDA/TensorRT providers come with onnxruntime-gpu, which
         # replaces onnxruntime: install it on its own, never beside it).
         "gpu": ["cuda-python>=12.0"],
+        # The camera side of `ftrt serve` (--server): Triton's v2 clients. The server itself (nvidia-pytriton)
+        # pins numpy < 2 and lives in its own environment (docs/serving.md).
+        "serving": ["tritonclient[http,grpc]>=2.40"],
         "typecheck": ["mypy>=1.10", "tensorrt-stubs", "cuda-python>=12.0"],
         "dev": ["pytest>=8", "scikit-image>=0.22", "safetensors>=0.4", "pydicom>=3.0", "pylibjpeg>=2.0",
-                "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3", "openvino>=2024.0"],
+                "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.3", "openvino>=2024.0",
+                "tritonclient[http,grpc]>=2.40"],
     },
     entry_points={"console_scripts": ["ftrt=ftrt.cli:main"]},
 )

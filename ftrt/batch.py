@@ -156,15 +156,17 @@ def _path_tag(path: Path) -> str:
 
 
 def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_side: bool = False,
-                  progress: bool = True, skip_invalid: bool = False, dicom_out: str = "png") -> list[Record]:
+                  progress: bool = True, skip_invalid: bool = False, dicom_out: str = "png",
+                  process: Any = None, model_id: str | None = None) -> list[Record]:
     """Restore each file with an :class:`ftrt.runtime.OpenPipeline` (the per-file work is
-    :class:`ftrt.jobs.RestoreJob`, the same as ``ftrt watch``'s)."""
+    :class:`ftrt.jobs.RestoreJob`, the same as ``ftrt watch``'s), or with ``process`` instead of a local
+    pipeline (``opened`` None: a server does the work, ftrt.serving.client.RemoteRestorer)."""
     inputs = list(inputs)
     files = collect_inputs(inputs)
     out = ensure_output_dir(out_dir, files)
-    job = RestoreJob(opened.pipeline, out, BatchNames(files), gate=opened.gate, skip_invalid=skip_invalid,
-                     side_by_side=side_by_side, dicom_out=dicom_out,
-                     model_id=str(opened.model_info()["model"]))
+    job = RestoreJob(opened.pipeline if opened else None, out, BatchNames(files),
+                     gate=opened.gate if opened else None, skip_invalid=skip_invalid, side_by_side=side_by_side,
+                     dicom_out=dicom_out, model_id=model_id or str(opened.model_info()["model"]), process=process)
     records = _skipped_records(inputs)
     for path in tqdm(files, desc="restore", disable=not progress or len(files) < 2, unit="img"):
         records.append(job.run(path).as_dict())

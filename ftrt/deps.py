@@ -25,6 +25,7 @@ INSTALL = {
     "onnxconverter_common": "pip install 'ftrt[export]'",
     "onnxscript": "pip install 'ftrt[export]'",
     "onnxslim": "pip install 'ftrt[export]'",
+    "tritonclient": "pip install 'ftrt[serving]'",
 }
 
 

@@ -30,15 +30,35 @@ from ftrt.cli.main import main
 @click.option("--dicom-out", type=click.Choice(["png", "dicom"]), default="png", show_default=True,
               help="DICOM inputs: write a PNG, or a derived DICOM instance (as `ftrt watch` does).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
+@click.option("--server", help="Send each photograph to fundus_restore on a Triton server (http://HOST:PORT or "
+              "grpc://HOST:PORT; `ftrt serve`) instead of restoring here; the server's repository decides the "
+              "model and the gate.")
+@click.option("--server-wait", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --server: how long to wait (with back-off) for a server that is down or restarting.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
             threads: int | None, side_by_side: bool, cuda_graph: bool, gate: bool, gate_model: str,
-            skip_invalid: bool, dicom_out: str, as_json: bool) -> None:
+            skip_invalid: bool, dicom_out: str, as_json: bool, server: str | None, server_wait: float) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import gate_summary, restore_files
     from ftrt.runtime import open_pipeline
 
     if skip_invalid and not gate:
         fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
+    if server:
+        from ftrt.serving.client import RemoteRestorer
+
+        try:
+            remote = RemoteRestorer(server, wait=server_wait, log=None if as_json else lambda m: click.echo(m, err=True))
+        except ValueError as exc:
+            fail(str(exc))
+        try:
+            run_batch(lambda: restore_files(list(inputs), out_dir, None, side_by_side, progress=not as_json,
+                                            dicom_out=dicom_out, process=remote, model_id=f"triton:{remote.model}"),
+                      as_json, summary=gate_summary,
+                      show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
+        finally:
+            remote.close()
+        return
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, tile=tile,
                                          gate=gate, gate_model=gate_model, cuda_graph=cuda_graph))
     with opened:

@@ -28,9 +28,13 @@ from ftrt.cli.main import main
 @click.option("--dicom-out", type=click.Choice(["dicom", "png"]), default="dicom", show_default=True,
               help="DICOM inputs: write a derived DICOM instance, or a PNG.")
 @click.option("--side-by-side", is_flag=True, help="Also write <name>.compare.png (input | restored).")
+@click.option("--server", help="Restore on a Triton server (http://HOST:PORT or grpc://HOST:PORT; `ftrt serve`); "
+              "while it is down, captures wait in the journal and are retried.")
+@click.option("--server-wait", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --server: seconds to wait for it per file before the file is retried later.")
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
           threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None, dicom_out: str,
-          side_by_side: bool) -> None:
+          side_by_side: bool, server: str | None, server_wait: float) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
     from ftrt.jobs import RestoreJob
     from ftrt.runtime import open_pipeline
@@ -44,6 +48,22 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         return
     if not in_dir or not out_dir:
         fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
+    if server:
+        from ftrt.serving.client import RemoteRestorer
+
+        try:
+            remote = RemoteRestorer(server, wait=server_wait, log=echo_err)
+            job = RestoreJob(None, Path(out_dir), watch_names, side_by_side=side_by_side, dicom_out=dicom_out,
+                             model_id=f"triton:{remote.model}", process=remote)
+            w = Watcher(in_dir, out_dir, job, poll=poll, log=echo_err, record=remote.describe())
+        except ValueError as exc:
+            fail(str(exc))
+        try:
+            stats = w.run(once=once)
+        finally:
+            remote.close()
+        click.echo(f"{stats.done} restored, {stats.failed} failed" + (f", {stats.retried} to retry" if stats.retried else ""))
+        return
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate))
     record = opened.model_info()
     with opened:
@@ -54,4 +74,4 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         except ValueError as exc:
             fail(str(exc))
         stats = w.run(once=once)
-    click.echo(f"{stats.done} restored, {stats.failed} failed")
+    click.echo(f"{stats.done} restored, {stats.failed} failed" + (f", {stats.retried} to retry" if stats.retried else ""))

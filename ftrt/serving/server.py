@@ -196,5 +196,8 @@ def serve(repo: Path, ends: Endpoints, serving_env: str | None = None, tritonser
             code = stop(proc)
             for s, h in old.items():
                 signal.signal(s, h)
+        if code != 0:
+            for line in [ln for ln in logfile.read_text(errors="replace").splitlines() if ln.startswith("E")][-3:]:
+                log(f"tritonserver: {line[:300]}")
         log(f"stopped (tritonserver exit {code})")
         return code
