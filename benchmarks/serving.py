@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from common import cpu_name, invocation, write_report  # noqa: E402
 from ftrt.io.images import to_uint8  # noqa: E402
 from ftrt.runtime import open_pipeline  # noqa: E402
 from ftrt.serving.client import RemoteRestorer  # noqa: E402
+from ftrt.serving.server import free_ports, start_serve  # noqa: E402
 
 
 def photos(n: int, side: int) -> list[np.ndarray]:
@@ -45,33 +44,9 @@ def photos(n: int, side: int) -> list[np.ndarray]:
     return [np.clip(base * (0.7 + 0.5 * i / max(1, n - 1)), 0, 1) for i in range(n)]
 
 
-def free_ports() -> list[int]:
-    socks = [socket.socket() for _ in range(3)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start(env: str, instances: int, ports: list[int]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ftrt.cli", "serve", "--serving-env", env, "--instances",
-                             str(instances), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-                             "--metrics-port", str(ports[2])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.communicate()[1])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server not ready")
+    return start_serve(["--serving-env", env, "--instances", str(instances), "--grpc-port", str(ports[1]),
+                        "--metrics-port", str(ports[2])], ports[0])
 
 
 def run_clients(url: str, imgs: list[np.ndarray], clients: int, local: list[np.ndarray]) -> dict[str, float]:
@@ -125,7 +100,7 @@ def main() -> int:
         local = [to_uint8(opened.pipeline.restore(img).image) for img in imgs]
     rows = []
     for inst in a.instances:
-        ports = free_ports()
+        ports = free_ports(3)
         proc = start(a.serving_env, inst, ports)
         try:
             for c in a.clients:

@@ -134,6 +134,38 @@ def start(repo: Path, dist: TritonDist, ends: Endpoints, models: list[str], log:
     return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free at the time of asking (for tests and benchmarks)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for sk in socks:
+        sk.bind(("127.0.0.1", 0))
+    ports = [sk.getsockname()[1] for sk in socks]
+    for sk in socks:
+        sk.close()
+    return ports
+
+
+def start_serve(args: list[str], http_port: int, timeout: float = 300.0) -> subprocess.Popen:
+    """``ftrt serve ARGS`` as a child process, returned once its HTTP endpoint says ready (tests and the
+    serving benchmark); raises RuntimeError with the server's stderr if it exits first."""
+    proc = subprocess.Popen([sys.executable, "-m", "ftrt.cli", "serve", *args, "--http-port", str(http_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ftrt serve exited with {proc.returncode}: {proc.communicate()[1][-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as r:  # noqa: S310
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"ftrt serve not ready after {timeout:.0f} s")
+
+
 def wait_ready(proc: subprocess.Popen, ends: Endpoints, timeout: float, log: Path) -> None:
     url = f"http://{ends.host}:{ends.http}/v2/health/ready"
     deadline = time.monotonic() + timeout

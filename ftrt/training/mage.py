@@ -79,13 +79,7 @@ class MageTrainer(RestorerTrainer):
         cfg = self.cfg
         self.set_lr()
         n = lq.shape[0]
-        n_id = max(1, int(round(cfg.identity_fraction * n))) if cfg.w_identity else 0
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
-        student_real = perturb(real, gen) if real is not None else None
-        parts = [lq] + ([gt[:n_id]] if n_id else []) + ([student_real] if student_real is not None else [])
-        batch = torch.cat(parts)
-        if cfg.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch, n_id, gen = self.step_batch(lq, gt, real)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model.forward_all(batch)  # type: ignore[operator]
         out = MageOutputs(out.stage1.float(), out.stage2.float(), [v.float() for v in out.vessel_logits])

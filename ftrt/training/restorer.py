@@ -141,17 +141,25 @@ class RestorerTrainer(TrainingRun):
         t = min(1.0, self.step / max(1, cfg.consistency_rampup))
         return cfg.w_consistency * math.exp(-5.0 * (1.0 - t) ** 2)
 
-    def train_step(self, lq: torch.Tensor, gt: torch.Tensor, real: torch.Tensor | None = None) -> dict[str, float]:
+    def step_batch(self, lq: torch.Tensor, gt: torch.Tensor,
+                   real: torch.Tensor | None) -> tuple[torch.Tensor, int, torch.Generator]:
+        """(the step's one forward batch, identity crops in it, the step's generator): degraded crops, then
+        clean identity crops, then the student's view of the real photographs. They ride in one pass: one
+        batched call is cheaper than several."""
         cfg = self.cfg
-        self.set_lr()
         n_id = max(1, int(round(cfg.identity_fraction * gt.shape[0]))) if cfg.w_identity else 0
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
         student_real = perturb(real, gen) if real is not None else None
-        # Identity and real samples ride in the same forward pass: one batched call is cheaper than several.
         parts = [lq] + ([gt[:n_id]] if n_id else []) + ([student_real] if student_real is not None else [])
         batch = torch.cat(parts)
         if cfg.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, n_id, gen
+
+    def train_step(self, lq: torch.Tensor, gt: torch.Tensor, real: torch.Tensor | None = None) -> dict[str, float]:
+        cfg = self.cfg
+        self.set_lr()
+        batch, n_id, gen = self.step_batch(lq, gt, real)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             y = self.model(batch)
         y = y.float()

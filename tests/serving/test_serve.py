@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from click.testing import CliRunner
 
 from ftrt.cli import main
 from ftrt.io import write_image
+from ftrt.serving.server import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,41 +40,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
                                 ".venv-serving as docs/serving.md says")]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _start_server(model: Path, ports: list[int]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ftrt.cli", "serve", "--model", str(model), "--serving-env",
-                             str(SERVING_ENV), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-                             "--metrics-port", str(ports[2])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 240
-    import urllib.request
+    from ftrt.serving.server import start_serve
 
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("ftrt serve did not become ready")
+    return start_serve(["--model", str(model), "--serving-env", str(SERVING_ENV), "--grpc-port", str(ports[1]),
+                        "--metrics-port", str(ports[2])], ports[0], timeout=240)
 
 
 def _stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    return err
+    return err or ""
 
 
 def test_http_and_grpc_results_equal_local_and_bad_requests_do_not_stop_it(tmp_path: Path, random_onnx: Path,
@@ -85,7 +62,7 @@ def test_http_and_grpc_results_equal_local_and_bad_requests_do_not_stop_it(tmp_p
         write_image(d / f"p{i}.png", np.clip(retina[: 180 + 20 * i, : 200 + 10 * i] * (0.8 + 0.1 * i), 0, 1))
     (d / "tiny.png").write_bytes(b"")  # a bad file among them
     write_image(d / "small.png", retina[:20, :20])  # refused by the server: too small
-    ports = _free_ports(3)
+    ports = free_ports(3)
     proc = _start_server(random_onnx, ports)
     try:
         local = CliRunner().invoke(main, ["restore", str(d), "-o", str(tmp_path / "local"), "--model", str(random_onnx),
@@ -110,7 +87,7 @@ def test_http_and_grpc_results_equal_local_and_bad_requests_do_not_stop_it(tmp_p
 
 def test_unreachable_server_is_one_line(tmp_path: Path, retina: np.ndarray) -> None:
     src = write_image(tmp_path / "a.png", retina)
-    port = _free_ports(1)[0]
+    port = free_ports(1)[0]
     r = CliRunner().invoke(main, ["restore", str(src), "-o", str(tmp_path / "o"), "--server",
                                   f"http://127.0.0.1:{port}", "--server-wait", "1", "--json"])
     assert r.exit_code == 1
@@ -122,7 +99,7 @@ def test_watch_through_a_restarting_server_loses_nothing(tmp_path: Path, random_
                                                          retina: np.ndarray) -> None:
     in_dir, out_dir = tmp_path / "cam", tmp_path / "out"
     in_dir.mkdir()
-    ports = _free_ports(3)
+    ports = free_ports(3)
     proc = _start_server(random_onnx, ports)
     watch = subprocess.Popen([sys.executable, "-m", "ftrt.cli", "watch", str(in_dir), "-o", str(out_dir), "--server",
                               f"grpc://127.0.0.1:{ports[1]}", "--poll", "0.3", "--server-wait", "2"],
