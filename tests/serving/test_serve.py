@@ -85,16 +85,6 @@ def test_http_and_grpc_results_equal_local_and_bad_requests_do_not_stop_it(tmp_p
     assert "grpc://127.0.0.1" in err and "stopped" in err
 
 
-def test_unreachable_server_is_one_line(tmp_path: Path, retina: np.ndarray) -> None:
-    src = write_image(tmp_path / "a.png", retina)
-    port = free_ports(1)[0]
-    r = CliRunner().invoke(main, ["restore", str(src), "-o", str(tmp_path / "o"), "--server",
-                                  f"http://127.0.0.1:{port}", "--server-wait", "1", "--json"])
-    assert r.exit_code == 1
-    rec = json.loads([x for x in r.output.splitlines() if x.startswith("{")][0])
-    assert "unreachable" in rec["error"] and rec.get("transient") is True
-
-
 def test_watch_through_a_restarting_server_loses_nothing(tmp_path: Path, random_onnx: Path,
                                                          retina: np.ndarray) -> None:
     in_dir, out_dir = tmp_path / "cam", tmp_path / "out"
