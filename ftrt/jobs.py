@@ -165,8 +165,10 @@ def is_transient(exc: BaseException) -> bool:
     """Whether an error says nothing about the file itself: retried later instead of a verdict on it."""
     if isinstance(exc, MemoryError):
         return True
-    while exc is not None:
+    seen = 0
+    while exc is not None and seen < 8:  # the chain of causes, bounded (chains can loop)
         if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
     return False
