@@ -210,6 +210,9 @@ class WatchStats:
     failed: int = 0
     retried: int = 0
 
+    def summary(self) -> str:
+        return f"{self.done} restored, {self.failed} failed" + (f", {self.retried} to retry" if self.retried else "")
+
 
 def _candidates(in_dir: Path) -> list[Path]:
     # Hidden and temporary names are how cameras and copy tools stage partial files. DICOM exports

@@ -17,11 +17,12 @@ from ftrt.cli.main import main
 @click.option("--model", "model_ref", default="res-s", show_default=True)
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
-@click.option("--max-side", type=click.IntRange(min=0), callback=working_side, help="Working resolution (default: the model's own).")
+@click.option("--max-side", type=click.IntRange(min=0), callback=working_side,
+              help="Working resolution (default: the model's own).")
 @click.option("--threads", type=click.IntRange(min=1))
 @click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
-@click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.05), help="Seconds between scans; a file must be unchanged "
-              "over one interval to be taken.")
+@click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between scans; a file must be unchanged over one interval to be taken.")
 @click.option("--once", is_flag=True, help="Process what is there (waiting for files still being written), exit.")
 @click.option("--status", "status_dir", type=click.Path(file_okay=False), help="Print a journal's counts and "
               "last errors, and exit.")
@@ -62,7 +63,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
             stats = w.run(once=once)
         finally:
             remote.close()
-        click.echo(f"{stats.done} restored, {stats.failed} failed" + (f", {stats.retried} to retry" if stats.retried else ""))
+        click.echo(stats.summary())
         return
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate))
     record = opened.model_info()
@@ -74,4 +75,4 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         except ValueError as exc:
             fail(str(exc))
         stats = w.run(once=once)
-    click.echo(f"{stats.done} restored, {stats.failed} failed" + (f", {stats.retried} to retry" if stats.retried else ""))
+    click.echo(stats.summary())
