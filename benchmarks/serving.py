@@ -41,7 +41,8 @@ def photos(n: int, side: int) -> list[np.ndarray]:
     from skimage import data
 
     base = cv2.resize(data.retina(), (side, side), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    return [np.clip(base * (0.7 + 0.5 * i / max(1, n - 1)), 0, 1) for i in range(n)]
+    # 8-bit, as a camera delivers them (and as the client sends them), so local processing sees the same input.
+    return [to_uint8(np.clip(base * (0.7 + 0.5 * i / max(1, n - 1)), 0, 1)).astype(np.float32) / 255 for i in range(n)]
 
 
 def start(env: str, instances: int, ports: list[int]) -> subprocess.Popen:
