@@ -156,6 +156,11 @@ def mean(rows: list[dict[str, Any]], key: str) -> float:
 def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[str]) -> list[str]:
     lines: list[str] = []
     rows = drive["rows"]
+
+    def pick(method: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The DRIVE rows of one method (and degradation family)."""
+        return [r for r in rows if r["method"] == method and (kind is None or r["kind"] == kind)]
+
     if rows:
         lines += ["## (a) Paired synthetic tests, DRIVE test (20 photographs)", "",
                   "`cofe` and `cataract` are held out of the default restorer's training entirely; `real` is the family "
@@ -165,22 +170,22 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
         for m in methods:
             cells = []
             for k in KINDS:
-                sel = [r for r in rows if r["method"] == m and r["kind"] == k]
+                sel = pick(m, k)
                 cells += [f"{mean(sel, 'psnr'):.2f}", f"{mean(sel, 'ssim'):.4f}"]
-            t = mean([r for r in rows if r["method"] == m], "seconds")
+            t = mean(pick(m), "seconds")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {t:.2f} |")
-        clahe = {k: [r for r in rows if r["method"] == "CLAHE" and r["kind"] == k] for k in HELD_OUT}
+        clahe = {k: pick("CLAHE", k) for k in HELD_OUT}
         lines += ["", "Target: held-out families >= CLAHE + 4 dB PSNR and + 0.05 SSIM.", ""]
         for m in methods[3:]:
             for k in HELD_OUT:
-                sel = [r for r in rows if r["method"] == m and r["kind"] == k]
+                sel = pick(m, k)
                 dp = mean(sel, "psnr") - mean(clahe[k], "psnr")
                 ds = mean(sel, "ssim") - mean(clahe[k], "ssim")
                 lines.append(f"- {m}, {k}: {dp:+.2f} dB, {ds:+.4f} SSIM vs CLAHE: "
                              f"{'met' if dp >= 4 and ds >= 0.05 else 'NOT met'}")
         lines += ["", "## (b) Vessels on the same photographs (Dice against DRIVE's manual annotation)", "",
                   "Fixed segmenter: Frangi vesselness of the standardised green channel, top 12 % of the inner FOV. "
-                  f"Clean photographs score {mean([r for r in rows if r['method'] == 'input'], 'dice_clean'):.3f}. "
+                  f"Clean photographs score {mean(pick('input'), 'dice_clean'):.3f}. "
                   "Gap recovered = (method - degraded) / (clean - degraded). False vessels: share of pixels > 3 px "
                   "from any annotated vessel that respond like a vessel.", "",
                   "| method | " + " | ".join(f"{k} Dice | {k} gap recovered" for k in KINDS) + " | false vessels |",
@@ -188,11 +193,10 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
         for m in methods:
             cells = []
             for k in KINDS:
-                sel = [r for r in rows if r["method"] == m and r["kind"] == k]
-                base = [r for r in rows if r["method"] == "input" and r["kind"] == k]
+                sel, base = pick(m, k), pick("input", k)
                 d, d0, dc = mean(sel, "dice"), mean(base, "dice"), mean(base, "dice_clean")
                 cells += [f"{d:.3f}", f"{(d - d0) / (dc - d0):+.0%}" if dc > d0 else "-"]
-            lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean([r for r in rows if r['method'] == m], 'false_vessel'):.4f} |")
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean(pick(m), 'false_vessel'):.4f} |")
     if csdi is not None:
         crow = csdi["rows"]
         base = {r["image"]: r for r in crow if r["method"] == "input"}
