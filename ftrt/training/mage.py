@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from ftrt.models.mage import MAGENet, MageOutputs
 from ftrt.training.config import RestorerConfig
-from ftrt.training.data import attach_vessels
 from ftrt.training.losses import (
     charbonnier,
     consistency_loss,
@@ -48,19 +47,15 @@ def vessel_loss(logits: list[torch.Tensor], vessels: torch.Tensor) -> torch.Tens
 class MageTrainer(RestorerTrainer):
     """Paired training of MAGE-Net; the rest (data, EMA, validation, checkpoints) is the restorer's."""
 
+    needs_vessels = True
+
     def __init__(self, cfg: RestorerConfig, log: Callable[[str], None] = print) -> None:
         super().__init__(cfg, log=log)
         if not isinstance(self.model, MAGENet):
             raise ValueError(f"{cfg.model} is not a MAGE-Net preset")
-        n = attach_vessels(self.train_pool, cfg.vessel_masks) if cfg.vessel_masks else 0
-        # Validation photographs keep no annotation: they are never trained on, the segmenter included.
-        if n == 0:
+        if self.n_labelled == 0:
             log("warning: no vessel annotations matched the training photographs: the structure segmenter "
                 "is trained by the mean teacher only (set vessel_masks)")
-        self.n_labelled = n
-        self.paired.vessels = True
-        self.paired.labelled = [i for i, it in enumerate(self.train_pool) if it.vessels is not None]
-        self.paired.vessel_fraction = cfg.vessel_fraction if n else 0.0
 
     def describe(self) -> str:
         return f"{super().describe()}, {self.n_labelled} with vessel annotations"

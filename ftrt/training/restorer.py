@@ -21,6 +21,7 @@ from ftrt.training.data import (
     PairedDegradationDataset,
     RealCropDataset,
     ZipDataset,
+    attach_vessels,
     load_pool,
     make_validation_set,
     split_pool,
@@ -96,6 +97,9 @@ def restorer_trainer(cfg: RestorerConfig, log: Callable[[str], None] = print) ->
 class RestorerTrainer(TrainingRun):
     """Paired training on synthetic degradations; optionally a mean teacher on real low-quality images."""
 
+    # Whether batches carry the crops' vessel annotations (a model with a vessel segmenter: MageTrainer).
+    needs_vessels = False
+
     def __init__(self, cfg: RestorerConfig, perceptual: torch.nn.Module | None = None,
                  log: Callable[[str], None] = print) -> None:
         torch.manual_seed(cfg.seed)
@@ -123,10 +127,12 @@ class RestorerTrainer(TrainingRun):
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
-        self.train_pool = train
-        self.paired = PairedDegradationDataset(train, classical, cfg.crop, cfg.seed, syn=syn,
-                                               syn_fraction=syn_fraction, scale_range=(cfg.scale_min, cfg.scale_max))
-        self.dataset: Dataset = self.paired
+        # Validation photographs keep no annotation: they are never trained on, a segmenter included.
+        self.n_labelled = attach_vessels(train, cfg.vessel_masks) if self.needs_vessels and cfg.vessel_masks else 0
+        self.dataset: Dataset = PairedDegradationDataset(
+            train, classical, cfg.crop, cfg.seed, syn=syn, syn_fraction=syn_fraction,
+            scale_range=(cfg.scale_min, cfg.scale_max), vessels=self.needs_vessels,
+            vessel_fraction=cfg.vessel_fraction)
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool, errors = load_pool(cfg.real_lq, cfg.max_side)
