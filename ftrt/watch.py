@@ -301,13 +301,14 @@ class Watcher:
             if self.seen.get(path.name) != key:
                 self.seen[path.name] = key  # first sight or still growing: look again next poll
                 continue
-            self._handle(path, key)
+            self._handle(path, key, prev)
             handled += 1
         return handled
 
-    def _handle(self, path: Path, key: tuple[int, int]) -> None:
+    def _handle(self, path: Path, key: tuple[int, int], prev: tuple[int, int, str, float] | None) -> None:
+        """``prev``: the file's journal row as the scan read it (a retry carries its attempt count on)."""
         name = shown(path.name)
-        attempts = self.journal.attempts(path.name) if (self.journal.state(path.name) or (0, 0, ""))[2] == "retry" else 0
+        attempts = self.journal.attempts(path.name) if prev is not None and prev[2] == "retry" else 0
         self.journal.mark(path.name, *key, status="processing", attempts=attempts)
         t0 = time.perf_counter()
         rec = self.job.run(path)
