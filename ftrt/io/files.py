@@ -49,7 +49,7 @@ def collect_inputs(inputs: Iterable[str], suffixes: tuple[str, ...] = IMAGE_SUFF
             # Everything with an image suffix but a folder: a FIFO, a broken link or a device named .png is
             # reported by the reader as a failed file, not passed over in silence.
             found.extend(sorted(c for c in p.iterdir() if not c.is_dir() and c.suffix.lower() in suffixes))
-        elif p.is_file() or (p.exists() or p.is_symlink()) and not p.is_dir():
+        elif (p.exists() or p.is_symlink()) and not p.is_dir():  # files, FIFOs, broken links: the reader judges
             found.append(p)
         else:
             matches = sorted(glob.glob(item, recursive=True))
