@@ -68,6 +68,15 @@ def one_line(path: Path | str, exc: BaseException) -> str:
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
+def _unrestored(img: np.ndarray, ms: dict[str, float], before: Any) -> Any:
+    """The pipeline's result for a photograph left as it was (FOV kept, nothing else changed)."""
+    from ftrt.fov import fov_mask
+    from ftrt.runtime.pipeline import RestoreResult
+
+    mask = fov_mask(img)
+    return RestoreResult(np.asarray(img, np.float32) * mask[..., None], mask, dict(ms), {})
+
+
 def restore_image(img: np.ndarray, pipeline: Any, gate: Any = None,
                   skip_invalid: bool = False) -> tuple[Any, dict[str, Any]]:
     """Restore one image; with ``gate`` score it before and after (``SkipFile`` if not a fundus photograph
@@ -81,9 +90,18 @@ def restore_image(img: np.ndarray, pipeline: Any, gate: Any = None,
         if skip_invalid and not before.valid:
             raise SkipFile(f"not a fundus photograph (valid p={before.probs['valid']:.2f}); left untouched",
                            {"readability_before": before.as_dict()})
+    expensive = bool(getattr(pipeline.backend, "expensive", False))
+    if expensive and before is not None and before.readable:
+        # RetinaRegen's screening: a photograph the gate already reads is passed through untouched instead of
+        # spending tens of network calls on it; the record says so.
+        return _unrestored(img, ms, before), {"ms": ms, "readability_before": before.as_dict(),
+                                              "readability_after": before.as_dict(), "became_readable": False,
+                                              "diffusion": {"ran": False, "reason": "readable before restoration"}}
     res = pipeline.restore(img)
     ms.update(res.ms)
     extra: dict[str, Any] = {"ms": ms, **res.info}
+    if expensive:
+        extra["diffusion"] = {"ran": True, **pipeline.backend.describe()}
     if gate is not None and before is not None:
         t0 = time.perf_counter()
         after = gate.score(res.image)

@@ -14,15 +14,23 @@ from ftrt.cli.main import main
 @main.command()
 @click.option("--model", "model_ref", default="res-s", show_default=True,
               help="Shipped model name, a .safetensors file, or a training run folder.")
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="OUT.onnx")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(),
+              help="OUT.onnx; for a latent-diffusion model (preset ldm) a directory of parts + pipeline.json.")
 @click.option("--opset", default=17, show_default=True,
               help="17: TorchScript exporter, parses on TensorRT 8.6 (JetPack 6.0); 18+: torch.export.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="onnxslim, when installed.")
 @click.option("--fp16", is_flag=True, help="FP16 weights and activations, FP32 inputs/outputs.")
 @click.option("--check/--no-check", default=True, show_default=True, help="ORT vs PyTorch parity on several shapes.")
+@click.option("--refine-from", default=None,
+              help="Latent diffusion: the CNN restorer (ONNX file or shipped name) `restore --refine` starts from; "
+                   "default: the shipped default restorer.")
+@click.option("--steps", type=click.IntRange(1, 200), default=8, show_default=True,
+              help="Latent diffusion: the pipeline's default sampler steps.")
 @click.option("--json", "as_json", is_flag=True)
-def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool, check: bool, as_json: bool) -> None:
-    """Export a restorer (dynamic batch, height, width) or the readability classifier (dynamic batch) to ONNX."""
+def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool, check: bool,
+           refine_from: str | None, steps: int, as_json: bool) -> None:
+    """Export a restorer (dynamic batch, height, width) or the readability classifier (dynamic batch) to ONNX;
+    a latent-diffusion model to a pipeline directory (one ONNX per part, pipeline.json)."""
     from ftrt.export import export_onnx
     from ftrt.export.parity import ParityError
     from ftrt.models.pretrained import load_model
@@ -31,6 +39,9 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
         model, meta = load_model(model_ref)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if meta["preset"] == "ldm":
+        _export_pipeline(model, meta, out_path, opset, refine_from, steps, as_json)
+        return
     try:
         # A classifier's decision thresholds travel with it, so every runtime decides alike.
         extra = {"thresholds": json.dumps(meta["thresholds"], sort_keys=True)} if "thresholds" in meta else None
@@ -49,6 +60,31 @@ def export(model_ref: str, out_path: str, opset: int, simplify: bool, fp16: bool
         click.echo(f"  parity {'x'.join(map(str, row['shape']))}: max abs error {row['max_abs_err']:.2e}")
     if res.fp16_psnr_db is not None:
         click.echo(f"  fp16 output vs fp32: PSNR {res.fp16_psnr_db:.1f} dB")
+
+
+def _export_pipeline(model: object, meta: dict, out_path: str, opset: int, refine_from: str | None, steps: int,
+                     as_json: bool) -> None:
+    from ftrt.export.parity import ParityError
+    from ftrt.export.pipeline_export import export_pipeline
+    from ftrt.runtime.models import DEFAULT_MODEL, resolve_model
+
+    if Path(out_path).exists() and not Path(out_path).is_dir():
+        fail(f"{out_path}: a latent-diffusion model exports to a directory, and this is a file")
+    try:
+        refine = resolve_model(refine_from or DEFAULT_MODEL, "onnx")
+        desc = export_pipeline(model, out_path, meta=meta, opset=opset, steps=steps,  # type: ignore[arg-type]
+                               refine_from=refine)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except ParityError as exc:
+        fail(f"parity check failed: {exc}")
+    if as_json:
+        click.echo(json.dumps({"output": out_path, **{k: v for k, v in desc.items() if k != "paths"}}))
+        return
+    click.echo(f"wrote {out_path}/pipeline.json and {len(desc['parts'])} parts (+ restorer.onnx for --refine)")
+    for name, part in desc["parts"].items():
+        worst = max(r["max_abs_err"] for r in part["parity"])
+        click.echo(f"  {part['file']}: parity max abs error {worst:.2e}")
 
 
 @main.command()

@@ -29,6 +29,12 @@ from ftrt.cli.main import main
 @click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
 @click.option("--dicom-out", type=click.Choice(["png", "dicom"]), default="png", show_default=True,
               help="DICOM inputs: write a PNG, or a derived DICOM instance (as `ftrt watch` does).")
+@click.option("--steps", type=click.IntRange(1, 200),
+              help="Diffusion pipeline (--model DIR): sampler steps (default: the pipeline's own).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Diffusion pipeline: noise seed (same seed, same output).")
+@click.option("--refine", is_flag=True,
+              help="Diffusion pipeline: start from its CNN restorer's output, part-way along (fewer steps).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per file.")
 @click.option("--server", help="Send each photograph to fundus_restore on a Triton server (http://HOST:PORT or "
               "grpc://HOST:PORT; `ftrt serve`) instead of restoring here; the server's repository decides the "
@@ -37,13 +43,19 @@ from ftrt.cli.main import main
               help="With --server: how long to wait (with back-off) for a server that is down or restarting.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
             threads: int | None, side_by_side: bool, cuda_graph: bool, gate: bool, gate_model: str,
-            skip_invalid: bool, dicom_out: str, as_json: bool, server: str | None, server_wait: float) -> None:
+            skip_invalid: bool, dicom_out: str, steps: int | None, seed: int, refine: bool, as_json: bool,
+            server: str | None, server_wait: float) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import gate_summary, restore_files
     from ftrt.runtime import open_pipeline
 
     if skip_invalid and not gate:
         fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
+    if (steps is not None or refine) and not server:
+        from ftrt.runtime.diffusion import is_pipeline_dir
+
+        if not is_pipeline_dir(model_ref):
+            fail("--steps and --refine set a diffusion pipeline's sampler: give its directory as --model")
     if server:
         from ftrt.serving.client import RemoteRestorer
 
@@ -60,7 +72,8 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
             remote.close()
         return
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, tile=tile,
-                                         gate=gate, gate_model=gate_model, cuda_graph=cuda_graph))
+                                         gate=gate, gate_model=gate_model, cuda_graph=cuda_graph,
+                                         steps=steps, seed=seed, refine=refine))
     with opened:
         run_batch(lambda: restore_files(list(inputs), out_dir, opened, side_by_side, progress=not as_json,
                                         skip_invalid=skip_invalid, dicom_out=dicom_out),

@@ -1,4 +1,4 @@
-"""``ftrt train restorer | colour-head | syn | readability`` (needs torch: the ``train`` extra)."""
+"""``ftrt train restorer | colour-head | syn | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,42 @@ def train_syn(config_path: str | None, good: tuple[str, ...], cataract: tuple[st
     if not cfg.good or not cfg.cataract:
         fail("Syn training needs --good DIR and --cataract DIR")
     _train(lambda: SynTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("vae")
+@click.option("--data", multiple=True, help="Folder, file or glob of photographs, any quality (repeatable).")
+@_generator_run_options
+def train_vae(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
+              no_progress: bool, **opts: Any) -> None:
+    """Train the latent-diffusion autoencoder (BCE reconstruction + small KL) on unpaired photographs."""
+    from ftrt.training.config import VaeConfig
+    from ftrt.training.ldm import VaeTrainer
+
+    cfg = _train_config(VaeConfig, config_path, opts, {"data": list(data)}, sets)
+    if not cfg.data:
+        fail("no training data: give --data DIR (fundus photographs of any quality)")
+    _train(lambda: VaeTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("ldm")
+@click.option("--phase", type=click.Choice(["reconstruct", "adapt"]),
+              help="reconstruct: denoiser on unpaired photographs (needs --vae); adapt: adaptors only, on "
+                   "degraded pairs (needs --init).")
+@click.option("--data", multiple=True, help="Folder, file or glob of photographs (repeatable).")
+@click.option("--vae", help="reconstruct: the trained autoencoder (.safetensors or run folder).")
+@click.option("--init", help="adapt: the reconstruction phase's weights.")
+@click.option("--kind", type=click.Choice(DEGRADE_KINDS), help="adapt: the degradation of the pairs.")
+@_generator_run_options
+def train_ldm(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
+              no_progress: bool, **opts: Any) -> None:
+    """Train the latent denoiser (reconstruction phase) or its enhancement adaptors (adaptation phase)."""
+    from ftrt.training.config import LdmConfig
+    from ftrt.training.ldm import LdmTrainer
+
+    cfg = _train_config(LdmConfig, config_path, opts, {"data": list(data)}, sets)
+    if not cfg.data:
+        fail("no training data: give --data DIR")
+    _train(lambda: LdmTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
 def _train_config(cls: type, config_path: str | None, opts: dict[str, Any], lists: dict[str, list[str]],

@@ -7,8 +7,10 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ftrt.models.ldm import FundusVAE, LatentDiffusionRestorer
 from ftrt.models.mage import MAGENet
 from ftrt.models.readability import ReadabilityNet
+from ftrt.models.twoscale import TwoScaleRestorer
 from ftrt.models.unet import DenseUNet, PatchDiscriminator
 
 
@@ -32,6 +34,14 @@ PRESETS: dict[str, Preset] = {
         Preset("mage", MAGENet, {"width": 40, "step": 20, "stage1_blocks": 2, "stage2_width": 24,
                                  "stage2_blocks": 3, "rsp_width": 16},
                "MAGE-Net, larger (GPU training)"),
+        Preset("twoscale", TwoScaleRestorer, {"lr_width": 32, "hr_width": 16, "factor": 8, "dilations": [1, 2, 4]},
+               "two-scale restorer: whole-photograph colour/haze map at 1/8 + full-resolution detail (default)"),
+        Preset("fundus-vae", FundusVAE, {"width": 32, "latent": 4, "downs": 2, "adaptor_rank": 8},
+               "fundus VAE for latent diffusion: 4 latent channels at 1/4 resolution"),
+        Preset("ldm", LatentDiffusionRestorer,
+               {"vae": {"width": 32, "latent": 4, "downs": 2, "adaptor_rank": 8},
+                "denoiser": {"width": 64, "adaptor_rank": 8}, "backbone": "edge"},
+               "latent-diffusion restorer (RetinaRegen / Yang et al.): VAE, readability features, denoiser, adaptors"),
         Preset("syn", DenseUNet, {"width": 16, "stages": 3}, "Catintell-Syn cataract-synthesis generator"),
         Preset("patch-d", PatchDiscriminator, {"width": 32, "layers": 4}, "PatchGAN discriminator"),
         Preset("readability", ReadabilityNet, {"backbone": "edge", "width": 1.0},

@@ -85,11 +85,12 @@ def check_restorer(backend: Backend, model: str) -> None:
 
 def open_pipeline(model: str, backend: str = "auto", threads: int | None = None, max_side: int | None = None,
                   tile: int | None = 1024, gate: bool = False, gate_model: str = "readability",
-                  cuda_graph: bool = False) -> OpenPipeline:
+                  cuda_graph: bool = False, steps: int | None = None, seed: int | None = None,
+                  refine: bool = False) -> OpenPipeline:
     """Open the restorer ``model`` (shipped name or file) on ``backend`` inside the fundus pipeline; with
     ``gate``, the readability classifier beside it (on the same runtime; with ``trt`` it picks its own backend
     from its file, since the shipped classifier is an ONNX, not an engine)."""
-    be = open_backend(backend, model, threads=threads, cuda_graph=cuda_graph)
+    be = open_backend(backend, model, threads=threads, cuda_graph=cuda_graph, steps=steps, seed=seed, refine=refine)
     try:
         check_restorer(be, model)
         pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))

@@ -54,6 +54,11 @@ class RestorerConfig(GeneratorConfig):
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576
+    # Each photograph becomes its FOV's bounding square at max_side (crop = max_side then trains on whole
+    # photographs: what a restorer that estimates colour from the whole FOV needs).
+    square: bool = False
+    # Losses only inside the clean photograph's FOV (the pipeline blacks out the rest anyway).
+    loss_in_fov: bool = False
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs
@@ -81,6 +86,53 @@ class RestorerConfig(GeneratorConfig):
     vessel_masks: list[str] = field(default_factory=list)
     vessel_fraction: float = 0.5
     w_seg: float = 0.5
+
+
+@dataclass
+class VaeConfig(GeneratorConfig):
+    """``ftrt train vae``: the latent-diffusion autoencoder on unpaired photographs of any quality."""
+
+    model: str = "fundus-vae"
+    out: str = "runs/vae"
+    data: list[str] = field(default_factory=list)
+    max_side: int = 768
+    crop: int = 128
+    lr: float = 5e-4
+    warmup: int = 50
+    # KL weight: small, so the latent keeps vessel detail (RetinaRegen's BCE + KL; Rombach et al. use ~1e-6).
+    w_kl: float = 1e-6
+    w_edge: float = 0.5
+    val_images: int = 4
+
+
+@dataclass
+class LdmConfig(GeneratorConfig):
+    """``ftrt train ldm --phase reconstruct|adapt`` (Yang et al.'s two phases)."""
+
+    model: str = "ldm"
+    out: str = "runs/ldm"
+    phase: str = "reconstruct"
+    # reconstruct: unpaired photographs of any quality; adapt: good photographs, degraded on the fly (kind).
+    data: list[str] = field(default_factory=list)
+    kind: str = "real"
+    val_kind: str = "real"
+    max_side: int = 768
+    crop: int = 128
+    lr: float = 4e-4
+    warmup: int = 50
+    # reconstruct: the trained VAE (ftrt train vae) and the readability model whose features condition.
+    vae: str = ""
+    features_model: str = "readability"
+    # adapt: the reconstruction phase's weights.
+    init: str = ""
+    # reconstruct: the condition latent dropped (zeros) this often, so the denoiser learns a prior too.
+    cond_dropout: float = 0.1
+    # adapt: L1 between the adapted encoder's latent of the degraded crop and the clean latent, and between
+    # the (adapted) decoder's image of the predicted clean latent and the clean crop.
+    w_latent: float = 1.0
+    w_pixel: float = 0.5
+    val_images: int = 4
+    val_side: int = 256
 
 
 @dataclass

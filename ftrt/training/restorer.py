@@ -120,7 +120,7 @@ class RestorerTrainer(TrainingRun):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
             self.extra["disc"] = self.disc
-        pool, errors = load_pool(cfg.data, cfg.max_side)
+        pool, errors = load_pool(cfg.data, cfg.max_side, square=cfg.square)
         for e in errors:
             log(f"warning: {e}")
         train, val = split_pool(pool, cfg.val_images, cfg.seed)
@@ -179,6 +179,10 @@ class RestorerTrainer(TrainingRun):
         y = y.float()
         pred = y[: lq.shape[0]]
         ident = y[lq.shape[0]: lq.shape[0] + n_id]
+        if cfg.loss_in_fov:
+            # The pipeline blacks out everything outside the FOV: no capacity spent on the border.
+            fov = (gt.amax(dim=1, keepdim=True) > 0).to(y.dtype)
+            pred, ident = pred * fov, ident * fov[:n_id]
         terms = {"pixel": (mean_free_pixel_loss if cfg.mean_free_pixel else pixel_loss)(pred, gt)}
         if n_id:
             terms["identity"] = pixel_loss(ident, gt[:n_id])

@@ -17,9 +17,18 @@ from ftrt.runtime.models import resolve_model
 
 
 def make_backend(name: str, model: str, threads: int | None = None, **opts: Any) -> Backend:
-    """Create (not open) a backend for ``model`` (a shipped name or a file path)."""
+    """Create (not open) a backend for ``model`` (a shipped name, a file path, or a diffusion pipeline
+    directory, whose parts each run on ``name``; ``steps``, ``seed`` and ``refine`` in ``opts`` set its
+    sampler)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    from ftrt.runtime.diffusion import DiffusionBackend, is_pipeline_dir
+
+    if is_pipeline_dir(model):
+        if name.startswith("torch"):
+            raise ValueError(f"{model}: a diffusion pipeline runs its ONNX parts (ort, openvino), not on PyTorch")
+        return DiffusionBackend(model, backend=name, threads=threads, steps=opts.get("steps"),
+                                seed=int(opts.get("seed") or 0), refine=bool(opts.get("refine")))
     if name == "trt" or (name == "auto" and Path(model).suffix in (".engine", ".plan")):
         from ftrt.runtime.backends.trt import TensorRTBackend
 

@@ -85,6 +85,13 @@ class Backend(ABC):
     @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def run_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Run a model of several inputs (given in the graph's order); its first output. A diffusion pipeline's
+        denoiser takes four; backends that run single-input restorers only say so."""
+        if len(inputs) == 1:
+            return self.run(inputs[0])
+        raise BackendUnavailable(f"the {self.info.name} backend runs single-input models only")
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         pass
 

@@ -89,5 +89,11 @@ class OpenVinoBackend(Backend):
         self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
+    def run_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        if self.request is None:
+            self.open()
+        self.request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(inputs)})
+        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
     def close(self) -> None:
         self.request = None
