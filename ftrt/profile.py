@@ -233,7 +233,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['shape']} | {ms['median']:.1f} | "
                      f"{ms['p90']:.1f} | {ms['p99']:.1f} | {ms['std']:.1f} | {r['throughput_ips']:.2f} | "
                      f"{r['megapixels_per_s']:.2f} | {ratio} |")
-    gpu_rows = [r for r in report["results"] if r.get("device_ms")]
+    part_rows = [r for r in report["results"] if r.get("device_ms") and "denoise" in r["device_ms"]]
+    if part_rows:
+        parts = ("restorer", "features", "encode", "denoise", "denoise_per_step", "decode")
+        lines += ["", "Diffusion pipelines, per part (median ms; denoise is all steps together) and peak memory:", "",
+                  "| model | backend | input | steps | " + " | ".join(parts) + " | peak RSS MiB |",
+                  "|---|---|---|---:|" + "---:|" * len(parts) + "---:|"]
+        for r in part_rows:
+            d = r["device_ms"]
+            lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {d['steps']['median']:.0f} | "
+                         + " | ".join(f"{d[k]['median']:.1f}" if k in d else "-" for k in parts)
+                         + f" | {r['peak_rss_mb']:.0f} |")
+    gpu_rows = [r for r in report["results"] if r.get("device_ms") and "denoise" not in r["device_ms"]]
     if gpu_rows:
         lines += ["", "Device-side split (median ms) and GPU memory:", "",
                   "| model | backend | precision | input | timing | h2d | compute | d2h | GPU MiB |",

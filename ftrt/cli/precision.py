@@ -66,9 +66,10 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=click.Path(exists=True))
 @click.option("--fp16", is_flag=True, required=True, help="Mixed FP16 (FP32 I/O, reductions and head).")
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(),
+              help="OUT.onnx; for a diffusion pipeline directory, another directory.")
 @click.option("--images", multiple=True, help="Photographs for the report (default: the CC0 sample).")
 @click.option("--converter", type=click.Choice(["auto", "ftrt", "modelopt"]), default="auto", show_default=True,
               help="NVIDIA ModelOpt AutoCast, onnxconverter-common (ftrt), or ModelOpt when installed (auto); "
@@ -81,9 +82,15 @@ def calibrate(model: str, images: tuple[str, ...], out_path: str, method: str, n
 def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], converter: str,
             report_path: str | None, report_backend: str, min_psnr: float, threads: int | None,
             as_json: bool) -> None:
-    """Convert an FP32 restorer ONNX to mixed FP16, with an accuracy report (no PyTorch needed)."""
+    """Convert an FP32 restorer ONNX (or each part of a diffusion pipeline directory) to mixed FP16, with an
+    accuracy report (no PyTorch needed)."""
     from ftrt.precision import CalibrationDataError, convert_fp16_model
     from ftrt.io import InputError
+    from ftrt.runtime.diffusion import is_pipeline_dir
+
+    if is_pipeline_dir(model):
+        _convert_pipeline(model, out_path, images, min_psnr, threads, as_json)
+        return
 
     _check_report_backend(report_backend)
     try:
@@ -93,6 +100,28 @@ def convert(model: str, fp16: bool, out_path: str, images: tuple[str, ...], conv
     except (CalibrationDataError, InputError, ValueError) as exc:
         fail(str(exc))
     _precision_summary(res, as_json)
+
+
+def _convert_pipeline(model: str, out_path: str, images: tuple[str, ...], min_psnr: float, threads: int | None,
+                      as_json: bool) -> None:
+    import numpy as np
+
+    from ftrt.io import InputError, collect_inputs, read_image
+    from ftrt.onnx.fp16 import _sample_input
+    from ftrt.precision.pipeline_fp16 import convert_pipeline_fp16
+
+    try:
+        imgs = [read_image(p)[0] for p in collect_inputs(list(images))] if images else \
+            [np.ascontiguousarray(_sample_input()[0].transpose(1, 2, 0))]
+        report = convert_pipeline_fp16(model, out_path, imgs, min_psnr=min(min_psnr, 40.0), threads=threads,
+                                       log=(lambda m: None) if as_json else (lambda m: click.echo(m, err=True)))
+    except (InputError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"output": out_path, **report}))
+        return
+    click.echo(f"wrote {out_path}: FP16 pipeline {report['pipeline_psnr_db']:.1f} dB vs FP32 on {report['images']} "
+               f"image(s); kept FP32: {', '.join(report['kept_fp32']) or 'none'}")
 
 
 def _check_report_backend(name: str) -> None:

@@ -73,8 +73,9 @@ def unshare_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
-def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS` and the output head."""
+def convert_fp16(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
+    """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS`, the output head and the nodes named in
+    ``keep_fp32``."""
     from onnxconverter_common import float16
 
     proto = name_nodes(unshare_constants(copy.deepcopy(proto)))
@@ -83,7 +84,7 @@ def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "number will be truncated" for every tiny weight
         half = float16.convert_float_to_float16(
-            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)), node_block_list=head_nodes(proto),
+            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)), node_block_list=head_nodes(proto) + list(keep_fp32),
             disable_shape_infer=False,
         )
     return half

@@ -116,6 +116,7 @@ def restore_latent(parts: LatentParts, x: Any, settings: SamplerSettings, init: 
     out = timed("decode", parts.decode, np.ascontiguousarray(z / scale, dtype=np.float32))[:, :, :h, :w]
     if timing is not None:
         timing.update({k: round(v, 3) for k, v in clock.items()}, steps=float(len(ts)))
+        timing["denoise_per_step"] = round(clock["denoise"] / len(ts), 3)
     if is_torch:
         import torch
 

@@ -188,3 +188,20 @@ def test_training_phases_then_export(tmp_path: Path, retina: np.ndarray) -> None
     assert json.loads(r.output)["training"]["phase"] == "adapt"
     with pytest.raises(ValueError, match="--init"):
         LdmTrainer(LdmConfig(out=str(tmp_path / "x"), phase="adapt", **common), log=lambda m: None)
+
+
+def test_fp16_per_part_and_profile_per_step(pipeline_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "half"
+    r = CliRunner().invoke(main, ["convert", str(pipeline_dir), "--fp16", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output.strip().splitlines()[-1])
+    assert set(report["part_alone_psnr_db"]) == {"features", "vae_encoder", "denoiser", "vae_decoder"}
+    desc = read_pipeline(out)  # hashes rewritten for the converted parts
+    assert set(desc["precision"].values()) <= {"fp16-mixed", "fp32"}
+    with DiffusionBackend(out, steps=2) as be:
+        assert np.isfinite(be.run(np.full((1, 3, 48, 48), 0.5, np.float32))).all()
+    p = CliRunner().invoke(main, ["profile", str(pipeline_dir), "--backend", "ort", "--shapes", "64x64", "--warmup",
+                                  "0", "--iters", "2", "--baseline", "ort", "--json"])
+    assert p.exit_code == 0, p.output
+    cell = json.loads(p.output)["results"][0]
+    assert cell["error"] is None and {"denoise", "denoise_per_step", "decode"} <= set(cell["device_ms"])
