@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -13,6 +14,15 @@ from ftrt.cli.main import main
 @main.group()
 def triton() -> None:
     """Triton Inference Server model repositories."""
+
+
+def _layout_options(f: Any) -> Any:
+    f = click.option("--raw-backend", type=click.Choice(["onnxruntime", "python"]), default="onnxruntime",
+                     show_default=True, help="Raw ONNX networks as onnxruntime_onnx models, or served by ftrt's "
+                     "Python model (a Triton without the onnxruntime backend, e.g. nvidia-pytriton's).")(f)
+    return click.option("--network", type=click.Choice(["inprocess", "bls"]), default="inprocess", show_default=True,
+                        help="fundus_restore runs the network in its own process (ONNX Runtime), or calls the raw "
+                        "model beside it through BLS (production: the network on the server's GPU backend).")(f)
 
 
 @triton.command("export")
@@ -28,9 +38,10 @@ def triton() -> None:
 @click.option("--gate", default="readability", show_default=True, help="Readability classifier served beside "
               "(and used by fundus_restore); 'none' for no gate.")
 @click.option("--no-pipeline", is_flag=True, help="Raw networks only, no fundus_restore model.")
+@_layout_options
 @click.option("--json", "as_json", is_flag=True)
 def triton_export(models: tuple[str, ...], out_dir: str, max_batch: int, instances: int, dynamic_batching: bool,
-                  gpu: bool, gate: str, no_pipeline: bool, as_json: bool) -> None:
+                  gpu: bool, gate: str, no_pipeline: bool, network: str, raw_backend: str, as_json: bool) -> None:
     """Write a Triton model repository: ONNX as onnxruntime_onnx, engines as tensorrt_plan, the readability
     classifier, and fundus_restore (Python backend: ftrt's whole pipeline on raw photographs)."""
     from ftrt.serving.repository import RepositoryError, check_repository, export_repository
@@ -38,7 +49,7 @@ def triton_export(models: tuple[str, ...], out_dir: str, max_batch: int, instanc
     try:
         entries = export_repository(list(models), out_dir, max_batch=max_batch, instances=instances,
                                     dynamic_batching=dynamic_batching, gate=None if gate == "none" else gate,
-                                    gpu=gpu, pipeline=not no_pipeline)
+                                    gpu=gpu, pipeline=not no_pipeline, network=network, raw_backend=raw_backend)
     except (RepositoryError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     problems = check_repository(out_dir)
@@ -48,7 +59,8 @@ def triton_export(models: tuple[str, ...], out_dir: str, max_batch: int, instanc
                                                                  for e in entries], "problems": problems}))
     else:
         for e in entries:
-            click.echo(f"{out_dir}/{e.name}: {e.platform}, max_batch_size {e.max_batch_size}")
+            how = " (served by ftrt's Python model)" if raw_backend == "python" and e.platform == "onnxruntime_onnx" else ""
+            click.echo(f"{out_dir}/{e.name}: {e.platform}{how}, max_batch_size {e.max_batch_size}")
     if problems:
         for p in problems:
             click.echo(f"error: {p}", err=True)
@@ -85,9 +97,10 @@ def triton_check(repo: str) -> None:
               "interpreter's); not needed with a tritonserver on PATH.")
 @click.option("--tritonserver", "binary", help="A tritonserver binary to use instead.")
 @click.option("--ready-timeout", default=180.0, show_default=True, type=click.FloatRange(min=1))
+@_layout_options
 def serve(repo: str | None, models: tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
           instances: int, max_batch: int, dynamic_batching: bool, serving_env: str | None, binary: str | None,
-          ready_timeout: float) -> None:
+          ready_timeout: float, network: str, raw_backend: str) -> None:
     """Run Triton Inference Server with ftrt's models until SIGTERM / Ctrl-C; prints the endpoints when ready."""
     import shutil
     import tempfile
@@ -104,7 +117,7 @@ def serve(repo: str | None, models: tuple[str, ...], host: str, http_port: int, 
             tmp = tempfile.mkdtemp(prefix="ftrt-repo-")
             repo = str(Path(tmp) / "models")
             export_repository(list(models), repo, max_batch=max_batch, instances=instances,
-                              dynamic_batching=dynamic_batching)
+                              dynamic_batching=dynamic_batching, network=network, raw_backend=raw_backend)
         code = run_server(Path(repo), Endpoints(host, http_port, grpc_port, metrics_port), serving_env, binary,
                           ready_timeout, log=lambda m: click.echo(m, err=True))
     except (ServeError, RepositoryError, ValueError, FileNotFoundError) as exc:

@@ -128,14 +128,20 @@ def pipeline_entry(restorer: str, gate: str | None) -> ModelEntry:
                       0, None, card)
 
 
-def config_text(e: ModelEntry, instances: int, kind: str, dynamic_batching: bool) -> str:
-    """The entry as Triton's protobuf text (model_config.proto)."""
+NETWORK_MODES = ("inprocess", "bls")
+RAW_BACKENDS = ("onnxruntime", "python")
+
+
+def config_text(e: ModelEntry, instances: int, kind: str, dynamic_batching: bool, raw_backend: str = "onnxruntime") -> str:
+    """The entry as Triton's protobuf text (model_config.proto); ``raw_backend`` python: an ONNX network
+    served by ftrt's Python model (same I/O) for a Triton without the onnxruntime backend."""
 
     def block(t: Tensor) -> str:
         return f'  {{\n    name: "{t.name}"\n    data_type: {t.data_type}\n    dims: [ {", ".join(map(str, t.dims))} ]\n  }}'
 
     lines = [f'name: "{e.name}"']
-    lines.append('backend: "python"' if e.platform == "python" else f'platform: "{e.platform}"')
+    python = e.platform == "python" or (e.platform == "onnxruntime_onnx" and raw_backend == "python")
+    lines.append('backend: "python"' if python else f'platform: "{e.platform}"')
     lines.append(f"max_batch_size: {e.max_batch_size}")
     lines.append("input [\n" + ",\n".join(block(t) for t in e.inputs) + "\n]")
     lines.append("output [\n" + ",\n".join(block(t) for t in e.outputs) + "\n]")
@@ -147,10 +153,16 @@ def config_text(e: ModelEntry, instances: int, kind: str, dynamic_batching: bool
 
 def export_repository(models: list[str], out: str | Path, max_batch: int = 4, instances: int = 1,
                       dynamic_batching: bool = False, gate: str | None = "readability", gpu: bool = False,
-                      pipeline: bool = True) -> list[ModelEntry]:
+                      pipeline: bool = True, network: str = "inprocess",
+                      raw_backend: str = "onnxruntime") -> list[ModelEntry]:
     """Write the repository; returns what it holds. ``models``: shipped names, ONNX files or engines (the
     first restorer also backs ``fundus_restore``); ``gate``: the readability classifier served beside them
-    and used by the pipeline model (None: no gate)."""
+    and used by the pipeline model (None: no gate). ``network``: fundus_restore runs the networks in-process
+    (ONNX Runtime in the Python model) or calls the raw models beside it through BLS (the production layout:
+    the network on the server's onnxruntime/TensorRT backend, the first restorer's entry, an engine
+    included). ``raw_backend`` python: the raw ONNX networks served by ftrt's Python model instead."""
+    if network not in NETWORK_MODES or raw_backend not in RAW_BACKENDS:
+        raise RepositoryError(f"network must be one of {NETWORK_MODES}, raw_backend one of {RAW_BACKENDS}")
     from ftrt.runtime.models import resolve_model
 
     repo = Path(out)
@@ -158,21 +170,34 @@ def export_repository(models: list[str], out: str | Path, max_batch: int = 4, in
         raise RepositoryError(f"{repo}: exists and is not empty; give a new folder (a repository is written whole)")
     entries: list[ModelEntry] = []
     restorer_onnx: Path | None = None
+    restorer_entry: ModelEntry | None = None
     for ref in models:
         p = Path(ref)
         if p.suffix in (".engine", ".plan"):
             entries.append(engine_entry(_model_name(p.stem), p, max_batch))
-            continue
-        path = resolve_model(ref, "onnx")
-        entries.append(onnx_entry(_model_name(path.stem), path, max_batch))
-        if restorer_onnx is None and entries[-1].card.get("metadata", {}).get("model", "restorer") == "restorer":
-            restorer_onnx = path
+        else:
+            path = resolve_model(ref, "onnx")
+            entries.append(onnx_entry(_model_name(path.stem), path, max_batch))
+        if restorer_entry is None and entries[-1].card.get("metadata", {}).get("model", "restorer") == "restorer":
+            restorer_entry = entries[-1]
+            restorer_onnx = path if entries[-1].platform == "onnxruntime_onnx" else None
     gate_path = resolve_model(gate, "onnx") if gate else None
-    if gate_path is not None and all(e.source != gate_path for e in entries):
-        entries.append(onnx_entry(_model_name(gate_path.stem), gate_path, max_batch))
-    if pipeline:
+    gate_entry = next((e for e in entries if gate_path is not None and e.source == gate_path), None)
+    if gate_path is not None and gate_entry is None:
+        gate_entry = onnx_entry(_model_name(gate_path.stem), gate_path, max_batch)
+        entries.append(gate_entry)
+    settings: dict[str, Any] = {"max_side": MAX_SIDE}
+    if pipeline and network == "bls":
+        if restorer_entry is None:
+            raise RepositoryError("fundus_restore needs a restorer among --model")
+        settings["network"] = {"mode": "bls", "restorer": _bls_target(restorer_entry),
+                               "gate": _bls_target(gate_entry) if gate_entry is not None else None}
+        entries.append(pipeline_entry(restorer_entry.name, gate_entry.name if gate_entry else None))
+    elif pipeline:
         if restorer_onnx is None:
-            raise RepositoryError("fundus_restore needs an ONNX restorer among --model (engines are served raw)")
+            raise RepositoryError("fundus_restore needs an ONNX restorer among --model to run in-process (engines "
+                                  "are served raw; --network bls calls them)")
+        settings.update(restorer=restorer_onnx.name, gate=gate_path.name if gate_path else None)
         entries.append(pipeline_entry(restorer_onnx.name, gate_path.name if gate_path else None))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
@@ -182,16 +207,27 @@ def export_repository(models: list[str], out: str | Path, max_batch: int = 4, in
     for e in entries:
         version = repo / e.name / "1"
         version.mkdir(parents=True)
-        (repo / e.name / "config.pbtxt").write_text(config_text(e, instances, kind, dynamic_batching))
+        (repo / e.name / "config.pbtxt").write_text(config_text(e, instances, kind, dynamic_batching, raw_backend))
         (version / "card.json").write_text(json.dumps(e.card, indent=2, sort_keys=True) + "\n")
         if e.platform == "onnxruntime_onnx" and e.source is not None:
             shutil.copyfile(e.source, version / "model.onnx")
+            if raw_backend == "python":
+                _write_python_model(version, {"serve": "onnx"})
         elif e.platform == "tensorrt_plan" and e.source is not None:
             shutil.copyfile(e.source, version / "model.plan")
             shutil.copyfile(e.source.with_name(e.source.name + ".json"), version / "model.plan.json")
         else:
-            _write_pipeline_model(version, restorer_onnx, gate_path)
+            for f in ([] if network == "bls" else [restorer_onnx, gate_path]):
+                if f is not None:
+                    shutil.copyfile(f, version / f.name)
+            _write_python_model(version, settings)
     return entries
+
+
+def _bls_target(e: ModelEntry) -> dict[str, Any]:
+    """What fundus_restore needs to call a raw model through BLS (ftrt.serving.bls.BlsBackend's arguments)."""
+    return {"model_name": e.name, "input_name": e.inputs[0].name, "output_name": e.outputs[0].name,
+            "metadata": e.card.get("metadata", {})}
 
 
 def _model_name(stem: str) -> str:
@@ -200,13 +236,9 @@ def _model_name(stem: str) -> str:
     return name or "model"
 
 
-def _write_pipeline_model(version: Path, restorer: Path | None, gate: Path | None) -> None:
-    assert restorer is not None
-    shutil.copyfile(restorer, version / restorer.name)
-    if gate is not None:
-        shutil.copyfile(gate, version / gate.name)
-    (version / "ftrt.json").write_text(json.dumps({"restorer": restorer.name, "gate": gate.name if gate else None,
-                                                   "max_side": MAX_SIDE}, indent=2) + "\n")
+def _write_python_model(version: Path, settings: dict[str, Any]) -> None:
+    """ftrt's Python model (triton_model.py) and what this copy of it serves (ftrt.json)."""
+    (version / "ftrt.json").write_text(json.dumps(settings, indent=2) + "\n")
     shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
 
 
@@ -265,6 +297,33 @@ def parse_pbtxt(text: str) -> dict[str, Any]:
         raise RepositoryError("config ends in the middle of a value") from None
 
 
+def _check_bls(repo: Path, model_dir: Path) -> list[str]:
+    """A fundus_restore that calls raw models through BLS: each must be in the repository with the tensor
+    names it will be called with."""
+    settings_path = model_dir / "1" / "ftrt.json"
+    if not settings_path.is_file():
+        return []
+    try:
+        network = json.loads(settings_path.read_text()).get("network") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return [f"{settings_path}: not a JSON object"]
+    problems = []
+    for role in ("restorer", "gate"):
+        target = network.get(role)
+        if network.get("mode") != "bls" or not target:
+            continue
+        cfg_path = repo / str(target.get("model_name")) / "config.pbtxt"
+        if not cfg_path.is_file():
+            problems.append(f"{settings_path}: BLS {role} model {target.get('model_name')!r} is not in the repository")
+            continue
+        cfg = parse_pbtxt(cfg_path.read_text())
+        names = {t["name"] for t in cfg.get("input", [])}, {t["name"] for t in cfg.get("output", [])}
+        if target.get("input_name") not in names[0] or target.get("output_name") not in names[1]:
+            problems.append(f"{settings_path}: BLS {role} calls {target.get('model_name')} with "
+                            f"{target.get('input_name')} -> {target.get('output_name')}, which its config lacks")
+    return problems
+
+
 def check_repository(repo: str | Path) -> list[str]:
     """Problems found (empty: sound): every config parses, names match their folders, a version folder with
     its model file exists, and ONNX configs agree with the model's own I/O (names, types, dims)."""
@@ -288,8 +347,10 @@ def check_repository(repo: str | Path) -> list[str]:
         if not version.is_file():
             problems.append(f"{model_dir}: no {version.relative_to(model_dir)}")
             continue
-        if platform == "onnxruntime_onnx":
-            want = onnx_entry(model_dir.name, version, int(cfg.get("max_batch_size", 0)) or 0)
+        problems += _check_bls(repo, model_dir)
+        onnx_file = model_dir / "1" / "model.onnx"
+        if platform == "onnxruntime_onnx" or (platform == "python" and onnx_file.is_file()):
+            want = onnx_entry(model_dir.name, onnx_file, int(cfg.get("max_batch_size", 0)) or 0)
             for role, have in (("input", cfg.get("input", [])), ("output", cfg.get("output", []))):
                 expected = {t.name: t for t in (want.inputs if role == "input" else want.outputs)}
                 got = {t["name"]: t for t in have}

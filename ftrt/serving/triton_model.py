@@ -48,17 +48,64 @@ def check_image(arr: np.ndarray, max_side: int) -> str | None:
 
 
 class TritonPythonModel:
-    def initialize(self, args: dict[str, Any]) -> None:
-        from ftrt.runtime import open_pipeline
+    """``ftrt.json`` says what this copy serves: ``fundus_restore`` with its network in-process (ONNX Runtime)
+    or through BLS calls to the raw models beside it (``network.mode``), or one raw ONNX network by tensor name
+    (``serve: onnx``, for a Triton without the onnxruntime backend)."""
 
+    def initialize(self, args: dict[str, Any]) -> None:
         here = Path(args["model_repository"]) / str(args["model_version"])
         cfg = json.loads((here / "ftrt.json").read_text())
         threads = int(os.environ.get("FTRT_THREADS", "0")) or None
-        gate = cfg.get("gate")
-        self.opened = open_pipeline(str(here / cfg["restorer"]), "ort", threads=threads, gate=bool(gate),
-                                    gate_model=str(here / gate) if gate else "readability")
+        self.raw: Any = None
+        if cfg.get("serve") == "onnx":
+            from ftrt.runtime.backends import make_backend
+
+            # As `ftrt restore --backend ort` opens it (CPU layout passes), so results match local ones.
+            self.raw = make_backend("ort", str(here / "model.onnx"), threads=threads).open()
+            return
+        network = cfg.get("network") or {"mode": "inprocess"}
+        if network["mode"] == "bls":
+            from ftrt.runtime.api import OpenPipeline
+            from ftrt.runtime.pipeline import FundusPipeline, PipelineConfig
+            from ftrt.runtime.readability import ReadabilityScorer
+            from ftrt.serving.bls import BlsBackend
+
+            gate = ReadabilityScorer(BlsBackend(pb_utils, **network["gate"])) if network.get("gate") else None
+            restorer = BlsBackend(pb_utils, **network["restorer"])
+            self.opened = OpenPipeline(FundusPipeline(restorer, PipelineConfig()), network["restorer"]["model_name"],
+                                       gate)
+        else:
+            from ftrt.runtime import open_pipeline
+
+            gate_file = cfg.get("gate")
+            self.opened = open_pipeline(str(here / cfg["restorer"]), "ort", threads=threads, gate=bool(gate_file),
+                                        gate_model=str(here / gate_file) if gate_file else "readability")
         self.max_side = int(cfg.get("max_side", 8192))
         self.record = self.opened.model_info()
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return [self._answer(r) for r in requests]
+
+    def _answer(self, request: Any) -> Any:
+        try:
+            if self.raw is not None:
+                return self._raw(request)
+            arr = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
+            image, record = self.restore(arr)
+            return pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("RESTORED", image),
+                pb_utils.Tensor("RECORD", np.array([json.dumps(record, default=float).encode()], dtype=object)),
+            ])
+        except Exception as exc:  # noqa: BLE001 - every failure becomes this request's error, never the server's
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg))
+
+    def _raw(self, request: Any) -> Any:
+        names = [i.name for i in self.raw.session.get_inputs()]
+        arrays = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in names]
+        out_name = self.raw.session.get_outputs()[0].name
+        out = self.raw.run_inputs(arrays)
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(out_name, np.ascontiguousarray(out))])
 
     def restore(self, arr: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """One photograph: the restored UINT8 image and its record (raises ValueError on a bad request)."""
@@ -74,20 +121,8 @@ class TritonPythonModel:
         # Contiguous: the backend copies the buffer as laid out, a transposed view would arrive empty.
         return np.ascontiguousarray(to_uint8(res.image)), {"status": "ok", "shape": list(arr.shape[:2]), **self.record, **extra}
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
-        for request in requests:
-            try:
-                arr = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
-                image, record = self.restore(arr)
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("RESTORED", image),
-                    pb_utils.Tensor("RECORD", np.array([json.dumps(record, default=float).encode()], dtype=object)),
-                ]))
-            except Exception as exc:  # noqa: BLE001 - every failure becomes this request's error, never the server's
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg)))
-        return responses
-
     def finalize(self) -> None:
-        self.opened.close()
+        if self.raw is not None:
+            self.raw.close()
+        else:
+            self.opened.close()

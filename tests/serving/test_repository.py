@@ -123,3 +123,23 @@ def test_python_model_restores_like_ftrt_restore_and_refuses_bad_requests(repo: 
     local = np.clip(np.rint(read_image(tmp_path / "out" / "a.png")[0] * 255), 0, 255).astype(np.uint8)
     assert np.array_equal(local, restored)
     assert np.array_equal(responses[5].output_tensors[0].data, restored)  # deterministic across requests
+
+
+def test_bls_layout_names_its_targets_and_check_finds_a_missing_one(tmp_path: Path, random_onnx: Path) -> None:
+    import shutil
+
+    out = tmp_path / "bls"
+    export_repository([str(random_onnx)], out, network="bls", raw_backend="python")
+    assert check_repository(out) == []
+    network = json.loads((out / "fundus_restore" / "1" / "ftrt.json").read_text())["network"]
+    name = random_onnx.stem.replace(".", "_")
+    assert network["restorer"]["model_name"] == name and network["gate"]["model_name"] == "readability"
+    assert not list((out / "fundus_restore" / "1").glob("*.onnx"))  # the networks live in their own models
+    raw = parse_pbtxt((out / name / "config.pbtxt").read_text())
+    assert raw["backend"] == "python" and (out / name / "1" / "model.onnx").is_file()
+    shutil.rmtree(out / "readability")
+    assert any("BLS gate model 'readability' is not in the repository" in p for p in check_repository(out))
+    prod = tmp_path / "prod"
+    export_repository([str(random_onnx)], prod, network="bls", gpu=True)
+    assert parse_pbtxt((prod / name / "config.pbtxt").read_text())["platform"] == "onnxruntime_onnx"
+    assert check_repository(prod) == []

@@ -40,11 +40,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
                                 ".venv-serving as docs/serving.md says")]
 
 
-def _start_server(model: Path, ports: list[int]) -> subprocess.Popen:
+def _start_server(model: Path, ports: list[int], *extra: str) -> subprocess.Popen:
     from ftrt.serving.server import start_serve
 
     return start_serve(["--model", str(model), "--serving-env", str(SERVING_ENV), "--grpc-port", str(ports[1]),
-                        "--metrics-port", str(ports[2])], ports[0], timeout=240)
+                        "--metrics-port", str(ports[2]), *extra], ports[0], timeout=240)
 
 
 def _stop(proc: subprocess.Popen) -> str:
@@ -115,3 +115,29 @@ def test_watch_through_a_restarting_server_loses_nothing(tmp_path: Path, random_
     outs = sorted(p.name for p in out_dir.glob("*.restored.png"))
     assert outs == sorted(f"{p}{i}.png.restored.png" for p in "ab" for i in range(3)), werr
     assert "will retry" in werr or "not answering" in werr
+
+
+def test_bls_layout_calls_the_raw_networks_and_matches_local(tmp_path: Path, random_onnx: Path,
+                                                             retina: np.ndarray) -> None:
+    """fundus_restore with the network (and the gate) called through BLS, as on a production server; here the
+    raw networks are served by ftrt's Python model, the one backend nvidia-pytriton has."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_image(d / f"p{i}.png", np.clip(retina[: 190 + 30 * i, : 210] * (0.7 + 0.2 * i), 0, 1))
+    ports = free_ports(3)
+    proc = _start_server(random_onnx, ports, "--network", "bls", "--raw-backend", "python")
+    try:
+        local = CliRunner().invoke(main, ["restore", str(d), "-o", str(tmp_path / "local"), "--model", str(random_onnx),
+                                          "--backend", "ort", "--gate", "--json"])
+        remote = CliRunner().invoke(main, ["restore", str(d), "-o", str(tmp_path / "bls"), "--server",
+                                           f"grpc://127.0.0.1:{ports[1]}", "--json"])
+        assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+        recs = [json.loads(x) for x in remote.output.splitlines() if x.startswith("{")]
+        local_recs = {Path(r["input"]).name: r for r in map(json.loads, local.output.splitlines())}
+        for r in recs:
+            name = Path(r["input"]).name
+            assert (tmp_path / "bls" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+            assert r["readability_before"] == local_recs[name]["readability_before"]
+    finally:
+        _stop(proc)
