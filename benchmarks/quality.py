@@ -1,6 +1,7 @@
 """Restoration quality a sceptic accepts: held-out degradation families, vessels, real cataract photographs.
 
-    python benchmarks/quality.py [--data ../shared/data] [--models res-s ...] [--csdi-split test|val]
+    python benchmarks/quality.py [--data ../shared/data] [--models res-s DIR#steps=4#refine ...]
+                                 [--csdi-split test|val]
                                  [--out benchmarks/results/quality.md]
 
 Every method runs through the torch-free runtime (ONNX Runtime CPU, 2 threads) and the same fundus pipeline
@@ -87,10 +88,14 @@ def fov_stats(img: np.ndarray, mask: np.ndarray) -> dict[str, float]:
 def methods_for(models: list[str]) -> dict[str, Method]:
     out: dict[str, Method] = {"input": lambda img: img, "CLAHE": lambda img: enhance(img, "clahe"),
                               "DCP": lambda img: enhance(img, "dcp")}
-    for name in models:
-        opened = open_pipeline(name, "ort", threads=2)
+    for spec in models:
+        # A diffusion pipeline directory may carry sampler options: DIR#steps=4#refine.
+        name, *opts = spec.split("#")
+        kw: dict[str, Any] = {"refine": "refine" in opts}
+        kw.update(("steps", int(o[6:])) for o in opts if o.startswith("steps="))
+        opened = open_pipeline(name, "ort", threads=2, **kw)
         side = opened.pipeline.work_side
-        label = f"{Path(name).stem} ({side or 'native'} px)"
+        label = f"{Path(name).stem}{''.join(' ' + o for o in opts)} ({side or 'native'} px)"
         out[label] = lambda img, p=opened.pipeline: p.restore(img).image
     return out
 
