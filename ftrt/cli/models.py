@@ -9,10 +9,11 @@ import click
 
 from ftrt.cli.common import fail
 from ftrt.cli.main import main
+from ftrt.runtime.models import DEFAULT_MODEL
 
 
 @main.command()
-@click.option("--model", "model_ref", default="res-s", show_default=True,
+@click.option("--model", "model_ref", default=DEFAULT_MODEL, show_default=True,
               help="Shipped model name, a .safetensors file, or a training run folder.")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(),
               help="OUT.onnx; for a latent-diffusion model (preset ldm) a directory of parts + pipeline.json.")
@@ -66,7 +67,7 @@ def _export_pipeline(model: object, meta: dict, out_path: str, opset: int, refin
                      as_json: bool) -> None:
     from ftrt.export.parity import ParityError
     from ftrt.export.pipeline_export import export_pipeline
-    from ftrt.runtime.models import DEFAULT_MODEL, resolve_model
+    from ftrt.runtime.models import resolve_model
 
     if Path(out_path).exists() and not Path(out_path).is_dir():
         fail(f"{out_path}: a latent-diffusion model exports to a directory, and this is a file")

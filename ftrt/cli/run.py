@@ -9,12 +9,13 @@ import click
 
 from ftrt.cli.common import BACKEND_CHOICES, fail, open_or_fail, run_batch, tile_side, working_side
 from ftrt.cli.main import main
+from ftrt.runtime.models import DEFAULT_MODEL
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--model", "model_ref", default="res-s", show_default=True, help="Shipped name or model file.")
+@click.option("--model", "model_ref", default=DEFAULT_MODEL, show_default=True, help="Shipped name or model file.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
 @click.option("--max-side", type=click.IntRange(min=0), callback=working_side,

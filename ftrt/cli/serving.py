@@ -9,6 +9,7 @@ import click
 
 from ftrt.cli.common import fail
 from ftrt.cli.main import main
+from ftrt.runtime.models import DEFAULT_MODEL
 
 
 @main.group()
@@ -26,7 +27,7 @@ def _layout_options(f: Any) -> Any:
 
 
 @triton.command("export")
-@click.option("--model", "models", multiple=True, default=["res-s"], show_default=True,
+@click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
               help="Shipped name, ONNX file or TensorRT engine (repeatable); the first ONNX restorer also backs "
                    "fundus_restore.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The new repository.")
@@ -84,7 +85,7 @@ def triton_check(repo: str) -> None:
 @main.command()
 @click.option("--repo", type=click.Path(exists=True, file_okay=False), help="A repository from `ftrt triton "
               "export` (default: one written now from --model).")
-@click.option("--model", "models", multiple=True, default=["res-s"], show_default=True,
+@click.option("--model", "models", multiple=True, default=[DEFAULT_MODEL], show_default=True,
               help="Without --repo: the models to serve (as `ftrt triton export --model`).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535))

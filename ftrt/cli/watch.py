@@ -9,12 +9,13 @@ import click
 
 from ftrt.cli.common import BACKEND_CHOICES, echo_err, fail, open_or_fail, working_side
 from ftrt.cli.main import main
+from ftrt.runtime.models import DEFAULT_MODEL
 
 
 @main.command()
 @click.argument("in_dir", required=False, type=click.Path(file_okay=False))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (holds the journal).")
-@click.option("--model", "model_ref", default="res-s", show_default=True)
+@click.option("--model", "model_ref", default=DEFAULT_MODEL, show_default=True)
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(BACKEND_CHOICES))
 @click.option("--max-side", type=click.IntRange(min=0), callback=working_side,
