@@ -32,7 +32,8 @@ def worker(variant: str, model_name: str, batch: int, crop: int, steps: int, war
 
     torch.set_num_threads(1 if variant.endswith("1thread") else 2)
     torch.manual_seed(0)
-    model = build_model(model_name, **preset_kwargs(model_name, affine_head=True)).train()
+    heads = {"affine_head": True} if model_name.startswith("res-") else {}  # the DenseUNet presets' colour head
+    model = build_model(model_name, **preset_kwargs(model_name, **heads)).train()
     fmt = torch.channels_last if "+cl" in variant else torch.contiguous_format
     model = model.to(memory_format=fmt)
     step_model = torch.compile(model) if "compile" in variant else model
@@ -91,7 +92,7 @@ def main() -> None:
         "# Restorer training step speed on the CPU",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{invocation()}` on {cpu_name()}.",
-        f"Model {a.model} (affine head), batch {a.batch}, crop {a.crop}x{a.crop}; one step = forward, SmoothL1 +"
+        f"Model {a.model}{' (affine head)' if a.model.startswith('res-') else ''}, batch {a.batch}, crop {a.crop}x{a.crop}; one step = forward, SmoothL1 +"
         " edge loss, backward, Adam. Median of"
         f" {a.steps} steps after {a.warmup} warm-up steps, each variant in a fresh process, 2 threads unless named.",
         "",
