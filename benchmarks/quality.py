@@ -167,7 +167,7 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
         return [r for r in rows if r["method"] == method and (kind is None or r["kind"] == kind)]
 
     if rows:
-        lines += ["## (a) Paired synthetic tests, DRIVE test (20 photographs)", "",
+        lines += [f"## (a) Paired synthetic tests, DRIVE test ({len({r['image'] for r in rows})} photographs)", "",
                   "`cofe` and `cataract` are held out of the default restorer's training entirely; `real` is the family "
                   "it trains on (independent draws). PSNR (dB) / SSIM inside the FOV.", "",
                   "| method | " + " | ".join(f"{k} PSNR | {k} SSIM" for k in KINDS) + " | s / image |",

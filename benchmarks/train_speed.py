@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_name, invocation, write_report  # noqa: E402
 
-VARIANTS = ["fp32", "fp32+cl", "bf16", "bf16+cl", "fp32+compile", "bf16+compile", "fp32-1thread"]
+VARIANTS = ["fp32", "fp32+cl", "bf16", "bf16+cl", "fp32+compile", "bf16+compile", "bf16+cl+compile", "fp32-1thread"]
 
 
 def worker(variant: str, model_name: str, batch: int, crop: int, steps: int, warmup: int) -> dict[str, float]:
