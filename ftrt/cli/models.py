@@ -135,8 +135,9 @@ def profile(models: tuple[str, ...], backends: str, shapes: str, batch: int, war
 
 
 @main.command("build-engine")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="OUT.engine")
+@click.argument("model", type=click.Path(exists=True))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(),
+              help="OUT.engine; for a diffusion pipeline directory, a directory of engines.")
 @click.option("--profile", "profiles", multiple=True,
               help="MIN:OPT:MAX as HxW or NxHxW, e.g. 512x512:1024x1024:1536x1536 (repeatable); default: the "
                    "model's working size plus a generic camera-size profile.")
@@ -151,17 +152,27 @@ def profile(models: tuple[str, ...], backends: str, shapes: str, batch: int, war
 def build_engine_cmd(model: str, out_path: str, profiles: tuple[str, ...], workspace: float | None,
                      timing_cache: str | None, calib_cache: str | None, builder_opt_level: int | None,
                      dla_core: int | None, fp16: bool, as_json: bool) -> None:
-    """Build a TensorRT engine (dynamic H x W profiles) with a sidecar that guards where it may run."""
+    """Build a TensorRT engine (dynamic H x W profiles) with a sidecar that guards where it may run; for a
+    diffusion pipeline directory, one engine per part (latent parts at the latent's size)."""
     from ftrt.engine import TensorRTUnavailable, parse_profile
     from ftrt.engine.build import BuildError, BuildOptions, build_engine
+    from ftrt.runtime.diffusion import PipelineError, is_pipeline_dir
 
     try:
         opts = BuildOptions(profiles=[parse_profile(p) for p in profiles], workspace_gib=workspace,
                             timing_cache=Path(timing_cache) if timing_cache else None,
                             calib_cache=Path(calib_cache) if calib_cache else None,
                             builder_opt_level=builder_opt_level, dla_core=dla_core, fp16=fp16)
+        if is_pipeline_dir(model):
+            from ftrt.engine.pipeline import build_pipeline_engines
+
+            desc = build_pipeline_engines(model, out_path, opts, log=lambda m: click.echo(m, err=True))
+            click.echo(json.dumps(desc) if as_json else f"wrote {out_path}/pipeline.json and its engines")
+            return
+        if Path(model).is_dir():
+            raise ValueError(f"{model}: a folder without pipeline.json; give an ONNX file or a pipeline directory")
         sidecar = build_engine(model, out_path, opts, log=lambda m: click.echo(m, err=True))
-    except (TensorRTUnavailable, BuildError, ValueError) as exc:
+    except (TensorRTUnavailable, BuildError, PipelineError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         click.echo(json.dumps(sidecar))

@@ -22,7 +22,7 @@ from typing import Any
 
 from ftrt import __version__
 from ftrt.engine.host import host_info, trt_module, version_tuple
-from ftrt.engine.profiles import EngineProfile, profiles_for_model
+from ftrt.engine.profiles import EngineProfile, input_shape, profiles_for_model
 from ftrt.engine.sidecar import build_sidecar, write_sidecar
 from ftrt.io import atomic_write
 
@@ -139,10 +139,14 @@ def build_engine(onnx_path: str | Path, out: str | Path, opts: BuildOptions,
     if opts.builder_opt_level is not None:
         config.builder_optimization_level = opts.builder_opt_level
     input_name = network.get_input(0).name
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
     for p in profiles:
         prof = builder.create_optimization_profile()
-        lo, opt, hi = (trt.Dims(list(s)) for s in p.nchw())
-        prof.set_shape(input_name, lo, opt, hi)
+        # Every input follows the first one's (N, H, W): one input for a restorer, four for a denoiser.
+        for t in inputs:
+            dims = [t.shape[i] for i in range(len(t.shape))]
+            lo, opt, hi = (trt.Dims(list(input_shape(dims, *d))) for d in (p.min, p.opt, p.max))
+            prof.set_shape(t.name, lo, opt, hi)
         config.add_optimization_profile(prof)
     if plan.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)

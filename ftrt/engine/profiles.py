@@ -26,10 +26,8 @@ class EngineProfile:
 
     def __post_init__(self) -> None:
         for lo, o, hi in zip(self.min, self.opt, self.max, strict=True):
-            if not lo <= o <= hi:
-                raise ValueError(f"profile {self}: needs min <= opt <= max in every dimension")
-        if min(self.min[1:]) < MIN_SIDE:
-            raise ValueError(f"profile {self}: sides below {MIN_SIDE} px are not supported")
+            if not 1 <= lo <= o <= hi:
+                raise ValueError(f"profile {self}: needs 1 <= min <= opt <= max in every dimension")
 
     def fits(self, dims: Dims) -> bool:
         return all(lo <= d <= hi for lo, d, hi in zip(self.min, dims, self.max, strict=True))
@@ -64,6 +62,8 @@ def parse_profile(text: str) -> EngineProfile:
     if len(parts) != 3:
         raise ValueError(f"profile {text!r}: expected MIN:OPT:MAX, e.g. 512x512:1024x1024:1536x1536")
     lo, opt, hi = (_dims(p) for p in parts)
+    if min(lo[1:]) < MIN_SIDE:  # an image profile; latent profiles (scaled_profile) may go lower
+        raise ValueError(f"profile {text!r}: sides below {MIN_SIDE} px are not supported")
     return EngineProfile(lo, opt, hi)
 
 
@@ -90,6 +90,32 @@ def profiles_for_model(metadata: dict[str, str]) -> list[EngineProfile]:
         side = int(metadata.get("input_side", 224))
         return [EngineProfile((1, side, side), (1, side, side), (8, side, side))]
     return default_profiles(int(metadata.get("work_side", 0) or 0))
+
+
+def input_shape(dims: list[int] | tuple[int, ...], n: int, h: int, w: int) -> tuple[int, ...]:
+    """One network input's shape where the profile's first input is n x . x h x w: a dynamic (-1) batch
+    axis becomes n, the dynamic spatial axes of a rank-4 input h and w; static dims stay. For a restorer that
+    is (n, 3, h, w); for a diffusion denoiser also the timestep (n,), the condition latent (n, 4, h, w) and
+    the readability features (n, 384, 7, 7)."""
+    out = []
+    for axis, d in enumerate(dims):
+        if d >= 0:
+            out.append(int(d))
+        elif axis == 0:
+            out.append(n)
+        elif len(dims) == 4 and axis in (2, 3):
+            out.append(h if axis == 2 else w)
+        else:
+            raise ValueError(f"input dims {list(dims)}: no rule for dynamic axis {axis}")
+    return tuple(out)
+
+
+def scaled_profile(p: EngineProfile, factor: int) -> EngineProfile:
+    """``p`` at 1/factor of its spatial size, rounded up (a latent: the encoder pads the image first)."""
+    def f(d: Dims) -> Dims:
+        return (d[0], -(-d[1] // factor), -(-d[2] // factor))
+
+    return EngineProfile(f(p.min), f(p.opt), f(p.max))
 
 
 def select_profile(profiles: list[EngineProfile], dims: Dims) -> int | None:

@@ -205,3 +205,40 @@ def test_fp16_per_part_and_profile_per_step(pipeline_dir: Path, tmp_path: Path) 
     assert p.exit_code == 0, p.output
     cell = json.loads(p.output)["results"][0]
     assert cell["error"] is None and {"denoise", "denoise_per_step", "decode"} <= set(cell["device_ms"])
+
+
+def test_engine_plan_for_a_pipeline_without_a_gpu(pipeline_dir: Path, tmp_path: Path) -> None:
+    """The TensorRT build of a pipeline, planned and written with a stand-in builder (TensorRT cannot run
+    here): image parts at the image profiles, latent parts at 1/4, every input's shape derived from the
+    first input's, and a description whose engine hashes the runtime checks."""
+    from ftrt.engine.build import BuildOptions
+    from ftrt.engine.pipeline import build_pipeline_engines
+    from ftrt.engine.profiles import EngineProfile, input_shape, parse_profile, scaled_profile
+
+    p = parse_profile("97x131:512x512:1024x1024")
+    assert scaled_profile(p, 4) == EngineProfile((1, 25, 33), (1, 128, 128), (1, 256, 256))
+    assert input_shape([-1, 3, -1, -1], 2, 64, 80) == (2, 3, 64, 80)
+    assert input_shape([-1], 2, 64, 80) == (2,)
+    assert input_shape([-1, 384, 7, 7], 2, 64, 80) == (2, 384, 7, 7)
+    with pytest.raises(ValueError):
+        parse_profile("16x16:32x32:64x64")  # image profiles keep their 32 px floor
+    built: dict[str, list[EngineProfile]] = {}
+
+    def fake_build(onnx_path: Path, out: Path, opts: BuildOptions, log: object = None) -> dict:
+        built[Path(onnx_path).stem] = list(opts.profiles)
+        out.write_bytes(b"plan of " + Path(onnx_path).name.encode())
+        return {}
+
+    out = tmp_path / "engines"
+    desc = build_pipeline_engines(pipeline_dir, out, BuildOptions(profiles=[p]), build=fake_build, log=lambda m: None)
+    assert built["vae_encoder"] == built["features"] == built["restorer"] == [p]
+    assert built["denoiser"] == built["vae_decoder"] == [scaled_profile(p, 4)]
+    assert desc["parts"]["denoiser"]["file"] == "denoiser.engine" and desc["restorer"]["file"] == "restorer.engine"
+    checked = read_pipeline(out)
+    assert checked["paths"]["vae_decoder"].suffix == ".engine"
+    from ftrt.runtime.backends import BackendUnavailable
+
+    from ftrt.engine.sidecar import EngineMismatch
+
+    with pytest.raises((BackendUnavailable, EngineMismatch)):
+        DiffusionBackend(out).open()  # no TensorRT (or no sidecar) here: one clear error, nothing run

@@ -34,6 +34,16 @@ class _Buffers:
         self.events = [cuda.event() for _ in range(4)]
 
 
+class _MultiBuffers:
+    """Pinned host and device buffers for the inputs and the output of one multi-input shape."""
+
+    def __init__(self, cuda: Any, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> None:
+        self.host_in = [cuda.host_array(s, np.float32) for s in in_shapes]
+        self.dev_in = [cuda.device_alloc(h.nbytes) for h in self.host_in]
+        self.host_out = cuda.host_array(out_shape, np.float32)
+        self.dev_out = cuda.device_alloc(self.host_out.nbytes)
+
+
 class TensorRTBackend(Backend):
     timing = "cuda events"
 
@@ -47,6 +57,8 @@ class TensorRTBackend(Backend):
         self.profiles: list[EngineProfile] = []
         self._profile: int | None = None
         self._buffers: dict[tuple[int, ...], _Buffers] = {}
+        self._multi: dict[tuple[tuple[int, ...], ...], _MultiBuffers] = {}
+        self.input_names: list[str] = []
         self.engine: Any = None
         self.context: Any = None
         self.cuda: Any = None
@@ -77,8 +89,10 @@ class TensorRTBackend(Backend):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendUnavailable(f"{self.engine_path}: expected one input and one output, got {names}")
+        if not inputs or len(outputs) != 1:
+            raise BackendUnavailable(f"{self.engine_path}: expected inputs and one output, got {names}")
+        # Several inputs: a diffusion denoiser (run_inputs); its first input's N x H x W picks the profile.
+        self.input_names = inputs
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.profiles = [EngineProfile.from_dict(p) for p in sidecar["profiles"]]
         self.info.metadata = dict(sidecar.get("onnx", {}).get("metadata", {}))
@@ -100,6 +114,8 @@ class TensorRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self.context is None:
             self.open()
+        if len(self.input_names) > 1:
+            raise ValueError(f"{self.engine_path}: takes {len(self.input_names)} inputs; use run_inputs")
         n, _, h, w = batch.shape
         idx = select_profile(self.profiles, (n, h, w))
         if idx is None:
@@ -138,11 +154,47 @@ class TensorRTBackend(Backend):
                             "d2h": self.cuda.elapsed_ms(ev[2], ev[3])}
         return buf.host_out.copy()
 
+    def run_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Several inputs, in the engine's input order; synchronous copies (a few small tensors per call)."""
+        if self.context is None:
+            self.open()
+        if len(inputs) == 1:
+            return self.run(inputs[0])
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"{self.engine_path}: takes {len(self.input_names)} inputs, given {len(inputs)}")
+        first = inputs[0].shape
+        idx = select_profile(self.profiles, (first[0], first[2], first[3]))
+        if idx is None:
+            raise ValueError(f"input {'x'.join(map(str, first))} fits no engine profile "
+                             f"({', '.join(map(str, self.profiles))})")
+        if idx != self._profile:
+            self.context.set_optimization_profile_async(idx, self.cuda.stream_handle)
+            self._profile = idx
+        key = tuple(tuple(a.shape) for a in inputs)
+        bufs = self._multi.get(key)
+        for name, a in zip(self.input_names, inputs):
+            self.context.set_input_shape(name, tuple(a.shape))
+        if bufs is None:
+            out_shape = tuple(self.context.get_tensor_shape(self.output_name))
+            bufs = self._multi[key] = _MultiBuffers(self.cuda, [tuple(a.shape) for a in inputs], out_shape)
+        for host, dev, a in zip(bufs.host_in, bufs.dev_in, inputs):
+            np.copyto(host, a, casting="same_kind")
+            self.cuda.htod(dev, host)
+        for name, dev in zip(self.input_names, bufs.dev_in):
+            self.context.set_tensor_address(name, dev)
+        self.context.set_tensor_address(self.output_name, bufs.dev_out)
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise RuntimeError("TensorRT enqueue failed")
+        self.cuda.dtoh(bufs.host_out, bufs.dev_out)
+        self.cuda.synchronize()
+        return bufs.host_out.copy()
+
     def gpu_memory_mb(self) -> float | None:
         return self.cuda.memory_used_mb() if self.cuda is not None else None
 
     def close(self) -> None:
         self._buffers.clear()
+        self._multi.clear()
         self.context = None
         self.engine = None
         if self.cuda is not None:
