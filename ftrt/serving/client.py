@@ -37,13 +37,16 @@ class ServerUnavailable(OSError):
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """Whether an error means the server is not there (yet), not that it refused this request."""
+    """Whether an error means the server is not there (yet), not that it refused this request. A model with
+    "no available versions" is one being loaded or unloaded (a server starting or stopping: measured in the
+    restart case of benchmarks/serving.py), not a model the server lacks ("... is not found")."""
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return True
     text = f"{type(exc).__name__} {exc}".lower()
     return any(k in text for k in ("unavailable", "connection refused", "failed to connect", "connect failed",
                                    "broken pipe", "reset by peer", "timed out", "deadline", "not ready",
-                                   "socket closed", "503"))
+                                   "socket closed", "503", "no available versions", "shutting down",
+                                   "server is stopping", "exiting"))
 
 
 class RemoteRestorer:

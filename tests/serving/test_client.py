@@ -31,3 +31,18 @@ def test_bad_server_url_is_a_usage_error(tmp_path: Path, retina: np.ndarray, url
     src = write_image(tmp_path / "a.png", retina)
     r = CliRunner().invoke(main, ["restore", str(src), "-o", str(tmp_path / "o"), "--server", url])
     assert r.exit_code == 2 and "HOST:PORT" in r.output
+
+
+def test_a_model_being_loaded_or_unloaded_is_transient_a_missing_one_is_not() -> None:
+    """Triton's answers while a server starts or stops (the restart case of benchmarks/serving.py lost
+    photographs before this was retried) against a server that lacks the model or refuses the request."""
+    from ftrt.serving.client import _unreachable
+
+    class InferenceServerException(Exception):
+        pass
+
+    assert _unreachable(InferenceServerException("Request for unknown model: 'fundus_restore' has no available "
+                                                 "versions"))
+    assert _unreachable(InferenceServerException("[StatusCode.UNAVAILABLE] Server is stopping"))
+    assert not _unreachable(InferenceServerException("Request for unknown model: 'fundus_restore' is not found"))
+    assert not _unreachable(InferenceServerException("IMAGE must be UINT8, got float32"))
