@@ -68,7 +68,7 @@ def one_line(path: Path | str, exc: BaseException) -> str:
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
-def _unrestored(img: np.ndarray, ms: dict[str, float], before: Any) -> Any:
+def _unrestored(img: np.ndarray, ms: dict[str, float]) -> Any:
     """The pipeline's result for a photograph left as it was (FOV kept, nothing else changed)."""
     from ftrt.fov import fov_mask
     from ftrt.runtime.pipeline import RestoreResult
@@ -94,7 +94,7 @@ def restore_image(img: np.ndarray, pipeline: Any, gate: Any = None,
     if expensive and before is not None and before.readable:
         # RetinaRegen's screening: a photograph the gate already reads is passed through untouched instead of
         # spending tens of network calls on it; the record says so.
-        return _unrestored(img, ms, before), {"ms": ms, "readability_before": before.as_dict(),
+        return _unrestored(img, ms), {"ms": ms, "readability_before": before.as_dict(),
                                               "readability_after": before.as_dict(), "became_readable": False,
                                               "diffusion": {"ran": False, "reason": "readable before restoration"}}
     res = pipeline.restore(img)
