@@ -197,6 +197,13 @@ class LatentDiffusionRestorer(nn.Module):
         self.register_buffer("latent_scale", torch.tensor(1.0))
         self.pad_multiple = self.vae.pad_multiple * self.denoiser.pad_multiple
 
+    def train(self, mode: bool = True) -> "LatentDiffusionRestorer":
+        super().train(mode)
+        # The readability network is frozen: its batch norms keep the statistics it was trained with (in train
+        # mode they would use each batch's and drift, and training would see other features than export).
+        self.features.eval()
+        return self
+
     def adaptors(self) -> list[Adaptor]:
         return [m for m in self.modules() if isinstance(m, Adaptor)]
 

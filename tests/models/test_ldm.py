@@ -242,3 +242,13 @@ def test_engine_plan_for_a_pipeline_without_a_gpu(pipeline_dir: Path, tmp_path: 
 
     with pytest.raises((BackendUnavailable, EngineMismatch)):
         DiffusionBackend(out).open()  # no TensorRT (or no sidecar) here: one clear error, nothing run
+
+
+def test_frozen_readability_features_stay_in_eval_mode_while_training() -> None:
+    m = _random_ldm().train()
+    assert m.denoiser.training and not m.features.training
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a = m.features(x)
+        b = m.features(x[:1])
+    assert torch.allclose(a[:1], b, atol=1e-5)  # no batch statistics: a photograph's features do not depend on its batch
