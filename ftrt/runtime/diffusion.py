@@ -138,10 +138,10 @@ class DiffusionBackend(Backend):
         if refine and "restorer" not in self.desc["paths"]:
             raise PipelineError(f"{self.directory}: --refine needs a CNN restorer in the pipeline "
                                 "(export with --refine-from)")
-        strength = float(self.desc.get("refine_strength", 0.4)) if refine else 1.0
         try:
+            strength = float(self.desc.get("refine_strength", 0.4)) if refine else 1.0
             self.settings = SamplerSettings(steps=int(steps or self.desc["steps"]), seed=seed, strength=strength)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:  # the description's values are untrusted input too
             raise PipelineError(f"{self.directory}: {exc}") from None
         self.backends: dict[str, Backend] = {}
         lat = self.desc["latent"]

@@ -126,6 +126,7 @@ def test_bad_pipeline_directories_are_refused_before_inference(pipeline_dir: Pat
         ("escape", lambda d: d["parts"]["features"].update(file="../features.onnx"), "not a file in the directory"),
         ("sched", lambda d: d["scheduler"].update(prediction="eps"), "scheduler"),
         ("noparts", lambda d: d["parts"].pop("features"), "parts missing"),
+        ("steps", lambda d: d.update(steps=10**6), "steps must be"),
     ]:
         bad = _copy(pipeline_dir, tmp_path / name)
         d = json.loads(json.dumps(desc))
@@ -133,6 +134,10 @@ def test_bad_pipeline_directories_are_refused_before_inference(pipeline_dir: Pat
         (bad / "pipeline.json").write_text(json.dumps(d))
         with pytest.raises(PipelineError, match=msg):
             DiffusionBackend(bad).open()
+    strength = _copy(pipeline_dir, tmp_path / "strength")
+    (strength / "pipeline.json").write_text(json.dumps({**desc, "refine_strength": [1]}))
+    with pytest.raises(PipelineError, match="float"):
+        DiffusionBackend(strength, refine=True)
     garbage = _copy(pipeline_dir, tmp_path / "garbage")
     (garbage / "pipeline.json").write_text("{not json")
     with pytest.raises(PipelineError, match="not JSON"):
