@@ -59,6 +59,8 @@ class RestorerConfig(GeneratorConfig):
     square: bool = False
     # Losses only inside the clean photograph's FOV (the pipeline blacks out the rest anyway).
     loss_in_fov: bool = False
+    # losses.contrast_loss: the share of the clean photograph's local contrast the output lacks.
+    w_contrast: float = 0.0
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs

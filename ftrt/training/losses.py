@@ -56,6 +56,25 @@ def edge_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> to
     return charbonnier(_laplacian(pred), _laplacian(target), eps)
 
 
+def local_contrast(x: torch.Tensor, fov: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Per image: mean |Y - Gaussian-blurred Y| inside the FOV (the local contrast benchmarks/quality.py reports)."""
+    y = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    r = int(3 * sigma)
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma * sigma))
+    g = g / g.sum()
+    blur = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    blur = F.conv2d(F.pad(blur, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+    return ((y - blur).abs() * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def contrast_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The share of the clean photograph's local contrast the output lacks (0 when it has as much or more):
+    penalises smoothing directly, which pixel losses reward when the network cannot tell blur from noise."""
+    fov = (target.amax(dim=1, keepdim=True) > 0).to(pred.dtype)
+    lt = local_contrast(target, fov)
+    return (F.relu(lt - local_contrast(pred, fov)) / lt.clamp_min(1e-4)).mean()
+
+
 def gram(feat: torch.Tensor) -> torch.Tensor:
     n, c, h, w = feat.shape
     f = feat.reshape(n, c, h * w)

@@ -29,6 +29,7 @@ from ftrt.training.data import (
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     consistency_loss,
+    contrast_loss,
     edge_loss,
     keep_mean_loss,
     mean_free_pixel_loss,
@@ -190,12 +191,15 @@ class RestorerTrainer(TrainingRun):
             terms["edge"] = edge_loss(pred, gt)
         if cfg.w_keep_mean:
             terms["keep_mean"] = keep_mean_loss(pred, lq)
+        if cfg.w_contrast:
+            terms["contrast"] = contrast_loss(pred, gt)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
-                   "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "consistency": self.consistency_weight()}
+                   "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "contrast": cfg.w_contrast,
+                   "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():
                 target = self.ema(perturb(real, gen))

@@ -188,3 +188,18 @@ def test_validation_reports_the_input_beside_the_model(tiny_data: Path, tmp_path
     # Untrained: the zero head makes the model the identity, so it scores what its input scores.
     assert v["psnr"] == pytest.approx(v["input_psnr"], abs=1e-3)
     assert v["psnr_structure"] == pytest.approx(v["input_psnr_structure"], abs=1e-3)
+
+
+def test_contrast_loss_penalises_smoothing_only() -> None:
+    """Zero for the clean crop, a sharper one or a brighter one; the lacking share for a smoothed one."""
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import contrast_loss
+
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 48, 48) * 0.5 + 0.2
+    smooth = F.avg_pool2d(clean, 3, 1, 1, count_include_pad=False)
+    assert contrast_loss(clean, clean).item() == 0.0
+    assert contrast_loss(clean, smooth).item() == 0.0  # more contrast than the target is not penalised
+    assert contrast_loss(clean + 0.1, clean).item() < 1e-5  # a brighter copy keeps its local contrast
+    assert 0.3 < contrast_loss(smooth, clean).item() < 1.0
