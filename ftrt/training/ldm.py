@@ -20,7 +20,6 @@ from ftrt.models.ldm import Adaptor, FundusVAE, LatentDiffusionRestorer
 from ftrt.models.pretrained import load_model, restore_array
 from ftrt.models.registry import preset_kwargs
 from ftrt.runtime.sampler import TRAIN_STEPS, alphas_cumprod
-from ftrt.training.checkpoint import save_weights
 from ftrt.training.config import LdmConfig, VaeConfig
 from ftrt.training.data import (
     PairedDegradationDataset,
@@ -99,12 +98,6 @@ class VaeTrainer(TrainingRun):
 
     def ema_metadata(self) -> dict[str, Any]:
         return self.weights_metadata(self.model_kwargs, work_side=self.cfg.max_side)
-
-    def finish(self) -> dict[str, Any]:
-        final = self.out / "final.safetensors"
-        meta = self.ema_metadata()
-        save_weights(final, self.ema.state_dict(), meta)
-        return {"weights": str(final), **meta}
 
 
 def set_adaptors(model: torch.nn.Module, enabled: bool) -> None:
@@ -222,9 +215,3 @@ class LdmTrainer(TrainingRun):
         return self.weights_metadata(self.model_kwargs, phase=self.cfg.phase, trainable=self.trainable,
                                      kind=self.cfg.kind if self.cfg.phase == "adapt" else None,
                                      work_side=self.cfg.max_side)
-
-    def finish(self) -> dict[str, Any]:
-        final = self.out / "final.safetensors"
-        meta = self.ema_metadata()
-        save_weights(final, self.ema.state_dict(), meta)
-        return {"weights": str(final), **meta}

@@ -50,7 +50,18 @@ class TrainingRun:
         return {}
 
     def finish(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Write the EMA weights as a self-describing safetensors file (what `ftrt export` and restore load);
+        trainers whose EMA records no metadata (``ema_metadata`` None) write their own result."""
+        meta = self.ema_metadata()
+        if meta is None:
+            raise NotImplementedError
+        return {"weights": str(self.save_final(meta)), **meta}
+
+    def save_final(self, meta: dict[str, Any]) -> Path:
+        """``OUT/final.safetensors``: the EMA weights with ``meta``."""
+        final = self.out / "final.safetensors"
+        save_weights(final, self.ema.state_dict(), meta)
+        return final
 
     def describe(self) -> str:
         return ""

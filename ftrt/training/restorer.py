@@ -14,7 +14,6 @@ from ftrt.metrics import psnr, ssim, structure_psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, restore_array
 from ftrt.models.registry import preset_kwargs
-from ftrt.training.checkpoint import save_weights
 from ftrt.training.config import RestorerConfig
 from ftrt.training.data import (
     FundusImage,
@@ -221,10 +220,3 @@ class RestorerTrainer(TrainingRun):
             init=cfg.init or None,
             # The scale the model learnt at: the runtime restores at this FOV size by default.
             work_side=cfg.max_side)
-
-    def finish(self) -> dict[str, Any]:
-        """Write the EMA weights as a self-describing safetensors file (what `ftrt export` and restore load)."""
-        meta = self.ema_metadata()
-        final = self.out / "final.safetensors"
-        save_weights(final, self.ema.state_dict(), meta)
-        return {"weights": str(final), **meta}

@@ -19,7 +19,6 @@ from ftrt.models import build_model
 from ftrt.models.pretrained import restore_array
 from ftrt.realism import colour_features
 from ftrt.models.registry import preset_kwargs
-from ftrt.training.checkpoint import save_weights
 from ftrt.training.config import SynConfig
 from ftrt.training.data import UnpairedCropDataset, load_pool, split_pool
 from ftrt.training.loop import TrainingRun
@@ -88,8 +87,7 @@ class SynTrainer(TrainingRun):
         meta = self.weights_metadata(
             self.model_kwargs, role="syn", work_side=cfg.side,
             losses={k: getattr(cfg, k) for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan")})
-        final = self.out / "final.safetensors"
-        save_weights(final, self.ema.state_dict(), meta)
+        final = self.save_final(meta)
         card = {**meta, "task": "Catintell-Syn: good fundus photograph -> cataract-like (a learnt degradation)",
                 "training": {"good": by_folder(cfg.good), "cataract": by_folder(cfg.cataract), "n_good": len(self.good),
                              "n_cataract": len(self.cat), "batch_size": cfg.batch_size, "crop": cfg.crop,
