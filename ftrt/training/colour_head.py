@@ -26,7 +26,7 @@ from ftrt.models.pretrained import read_metadata, resolve_weights
 from ftrt.models.registry import PRESETS, build_model
 from ftrt.models.unet import DenseUNet, apply_colour, fov_statistics
 from ftrt.training.checkpoint import save_weights
-from ftrt.training.data import FundusImage, load_pool, split_pool, to_chw
+from ftrt.training.data import FundusImage, load_pool_logged, split_pool, to_chw
 from ftrt.training.losses import pixel_loss
 from ftrt.training.restorer import load_init
 
@@ -106,10 +106,7 @@ def fit_colour_head(cfg: ColourHeadConfig, progress: bool = True,
     side = cfg.work_side or int(meta.get("work_side") or 0)
     if not side:
         raise ValueError("no working size: give work_side (the model's weights do not name one)")
-    pool, errors = load_pool(cfg.data, side)
-    for e in errors:
-        log(f"warning: {e}")
-    train, val = split_pool(pool, cfg.val_images, cfg.seed)
+    train, val = split_pool(load_pool_logged(cfg.data, side, log), cfg.val_images, cfg.seed)
     if not train:
         raise ValueError("no usable training photographs")
     log(f"{len(train)} training, {len(val)} validation photographs at {side} px, {cfg.samples} degradations each")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -61,6 +62,15 @@ def load_pool(sources: list[str], max_side: int, min_side: int = 64,
             continue
         pool.append(FundusImage(path, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), fov_mask(img)))
     return pool, errors
+
+
+def load_pool_logged(sources: list[str], max_side: int, log: Callable[[str], None],
+                     square: bool = False) -> list[FundusImage]:
+    """``load_pool`` with each unusable file logged as a warning (a training run goes on without it)."""
+    pool, errors = load_pool(sources, max_side, square=square)
+    for e in errors:
+        log(f"warning: {e}")
+    return pool
 
 
 def vessel_key(path: Path) -> str:

@@ -25,11 +25,12 @@ from ftrt.training.data import (
     PairedDegradationDataset,
     RealCropDataset,
     ZipDataset,
-    load_pool,
+    load_pool_logged,
     make_validation_set,
     split_pool,
 )
 from ftrt.training.loop import TrainingRun
+from ftrt.training.restorer import validate
 from ftrt.training.losses import edge_loss
 
 PHASES = ("reconstruct", "adapt")
@@ -41,9 +42,7 @@ def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def _pool(cfg: Any, log: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
-    pool, errors = load_pool(cfg.data, cfg.max_side)
-    for e in errors:
-        log(f"warning: {e}")
+    pool = load_pool_logged(cfg.data, cfg.max_side, log)
     if not pool:
         raise ValueError("no usable training images")
     return split_pool(pool, cfg.val_images, cfg.seed)
@@ -92,8 +91,10 @@ class VaeTrainer(TrainingRun):
         return self.end_step(loss, terms)
 
     def validate(self) -> dict[str, float]:
-        rows = [(psnr(restore_array(self.ema, img) * m[..., None], img, m),
-                 ssim(restore_array(self.ema, img) * m[..., None], img, m)) for img, m in self.val]
+        rows = []
+        for img, m in self.val:
+            out = restore_array(self.ema, img) * m[..., None]
+            rows.append((psnr(out, img, m), ssim(out, img, m)))
         return {"psnr": float(np.mean([r[0] for r in rows])), "ssim": float(np.mean([r[1] for r in rows]))} if rows else {}
 
     def ema_metadata(self) -> dict[str, Any]:
@@ -128,12 +129,7 @@ class LdmTrainer(TrainingRun):
             model.load_state_dict(init.state_dict())
             model.set_adaptation(True)
             self.dataset = PairedDegradationDataset(train, cfg.kind, cfg.crop, cfg.seed)
-        if cfg.phase == "reconstruct":
-            for p in [*model.vae.parameters(), *model.features.parameters(), *(
-                    q for a in model.adaptors() for q in a.parameters())]:
-                p.requires_grad_(False)
         super().__init__(cfg, model, log)
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
         self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log(f"{cfg.phase}: {self.trainable:,} trainable parameters of {count_parameters(model):,}")
         self.ac = torch.tensor(alphas_cumprod(), dtype=torch.float32)
@@ -142,7 +138,8 @@ class LdmTrainer(TrainingRun):
 
     @staticmethod
     def _start_reconstruction(model: LatentDiffusionRestorer, cfg: LdmConfig, train: list[Any]) -> None:
-        """The trained VAE and readability network in, and the latent scale measured on training crops."""
+        """The trained VAE and readability network in, the latent scale measured on training crops, and everything
+        but the denoiser frozen."""
         if not cfg.vae:
             raise ValueError("--phase reconstruct needs the trained autoencoder: give --vae (ftrt train vae)")
         vae, meta = load_model(cfg.vae)
@@ -158,6 +155,11 @@ class LdmTrainer(TrainingRun):
         with torch.no_grad():
             z = torch.cat([model.vae.encode(crops[i][None])[0] for i in range(min(32, 4 * len(train)))])
         model.latent_scale.fill_(float(1.0 / z.std().clamp_min(1e-3)))
+        # Only the denoiser trains here: the VAE and the readability network are frozen, the adaptors wait for
+        # the adaptation phase.
+        for p in [*model.vae.parameters(), *model.features.parameters(),
+                  *(q for a in model.adaptors() for q in a.parameters())]:
+            p.requires_grad_(False)
 
     def describe(self) -> str:
         return f"phase {self.cfg.phase}, {self.n_train} training photographs, {len(self.val_set)} validation pairs"
@@ -202,14 +204,7 @@ class LdmTrainer(TrainingRun):
         return self.end_step(loss, terms)
 
     def validate(self) -> dict[str, float]:
-        rows = []
-        for lq, gt, mask in self.val_set:
-            out = restore_array(self.ema, lq) * mask[..., None]
-            rows.append([psnr(out, gt, mask), ssim(out, gt, mask), psnr(lq * mask[..., None], gt, mask)])
-        if not rows:
-            return {}
-        r = np.mean(np.array(rows), axis=0)
-        return {"psnr": float(r[0]), "ssim": float(r[1]), "input_psnr": float(r[2])}
+        return validate(self.ema, self.val_set)
 
     def ema_metadata(self) -> dict[str, Any]:
         return self.weights_metadata(self.model_kwargs, phase=self.cfg.phase, trainable=self.trainable,

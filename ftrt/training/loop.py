@@ -33,7 +33,8 @@ class TrainingRun:
         self.out = Path(cfg.out)
         self.model = model
         self.ema = make_ema(model)
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
+        # Only what trains: a run may freeze parts first (the latent-diffusion phases).
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99),
                                     weight_decay=getattr(cfg, "weight_decay", 0.0))
         self.extra: dict[str, torch.nn.Module] = {}
         self.step = 0

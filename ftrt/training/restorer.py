@@ -21,7 +21,7 @@ from ftrt.training.data import (
     RealCropDataset,
     ZipDataset,
     attach_vessels,
-    load_pool,
+    load_pool_logged,
     make_validation_set,
     split_pool,
 )
@@ -120,10 +120,8 @@ class RestorerTrainer(TrainingRun):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
             self.extra["disc"] = self.disc
-        pool, errors = load_pool(cfg.data, cfg.max_side, square=cfg.square)
-        for e in errors:
-            log(f"warning: {e}")
-        train, val = split_pool(pool, cfg.val_images, cfg.seed)
+        train, val = split_pool(load_pool_logged(cfg.data, cfg.max_side, log, square=cfg.square), cfg.val_images,
+                                cfg.seed)
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
@@ -135,9 +133,7 @@ class RestorerTrainer(TrainingRun):
             vessel_fraction=cfg.vessel_fraction)
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
-            self.real_pool, errors = load_pool(cfg.real_lq, cfg.max_side)
-            for e in errors:
-                log(f"warning: {e}")
+            self.real_pool = load_pool_logged(cfg.real_lq, cfg.max_side, log)
             if not self.real_pool:
                 raise ValueError("--real-lq: no usable low-quality images")
             self.dataset = ZipDataset(self.dataset, RealCropDataset(self.real_pool, cfg.crop, cfg.seed))
