@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,18 +16,22 @@ class ParityError(RuntimeError):
 
 
 def parity_check(model: torch.nn.Module, onnx_bytes: bytes, shapes: tuple[tuple[int, ...], ...],
-                 tolerance: float, seed: int = 0) -> list[dict[str, Any]]:
+                 tolerance: float, seed: int = 0,
+                 make_inputs: Callable[[tuple[int, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None,
+                 ) -> list[dict[str, Any]]:
+    """ONNX Runtime against PyTorch on each of ``shapes``: a uniform image of that shape, or the inputs
+    ``make_inputs(shape, generator)`` returns for a graph of several (a diffusion pipeline's parts)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    names = [i.name for i in sess.get_inputs()]
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for shape in shapes:
-        x = torch.rand(*shape, generator=gen)
+        inputs = make_inputs(shape, gen) if make_inputs is not None else (torch.rand(*shape, generator=gen),)
         with torch.no_grad():
-            ref = model(x).numpy()
-        got = sess.run(None, {name: x.numpy()})[0]
+            ref = model(*inputs).numpy()
+        got = sess.run(None, dict(zip(names, (t.numpy() for t in inputs))))[0]
         if got.shape != ref.shape:
             raise ParityError(f"shape {tuple(shape)}: ONNX output {got.shape} != PyTorch {ref.shape}")
         err = float(np.abs(got - ref).max())

@@ -19,13 +19,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from ftrt import __version__
-from ftrt.export.parity import ParityError
+from ftrt.export.parity import ParityError, parity_check
 from ftrt.io import atomic_write, write_json_atomic
 from ftrt.models.ldm import LatentDiffusionRestorer
 from ftrt.onnx.metadata import set_metadata
@@ -91,24 +90,14 @@ def _export_part(module: nn.Module, inputs: tuple[torch.Tensor, ...], in_names: 
 
 def _parity(name: str, module: nn.Module, proto: onnx.ModelProto, m: LatentDiffusionRestorer,
             tolerance: float) -> list[dict[str, Any]]:
-    import onnxruntime as ort
+    def inputs(shape: tuple[int, ...], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return _sample_inputs(name, m, shape[0], shape[2], shape[3], gen)
 
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    gen = torch.Generator().manual_seed(0)
-    rows = []
-    for n, h, w in ((1, 64, 64), (2, 97, 131)):
-        inputs = _sample_inputs(name, m, n, h, w, gen)
-        with torch.no_grad():
-            ref = module(*inputs).numpy()
-        got = sess.run(None, dict(zip(names, (t.numpy() for t in inputs))))[0]
-        if got.shape != ref.shape:
-            raise ParityError(f"{name}, {n}x{h}x{w}: ONNX output {got.shape} != PyTorch {ref.shape}")
-        err = float(np.abs(got - ref).max())
-        rows.append({"shape": [n, 3, h, w], "max_abs_err": err})
-        if not err <= tolerance:
-            raise ParityError(f"{name}, {n}x{h}x{w}: max abs error {err:.3g} vs PyTorch exceeds {tolerance:g}")
-    return rows
+    try:
+        return parity_check(module, proto.SerializeToString(), ((1, 3, 64, 64), (2, 3, 97, 131)), tolerance,
+                            make_inputs=inputs)
+    except ParityError as exc:
+        raise ParityError(f"{name}: {exc}") from None
 
 
 def export_pipeline(model: LatentDiffusionRestorer, out_dir: str | Path, *, meta: dict[str, Any] | None = None,

@@ -55,7 +55,7 @@ def convert_pipeline_fp16(src: str | Path, out: str | Path, images: list[np.ndar
         _write_part(out, desc, name, half[name])
         solo[name] = _psnr_vs(ref, _run(out, images, steps, threads))
         log(f"{name} alone in FP16: {solo[name]:.1f} dB vs FP32")
-        _restore_part(out, desc, name, src)
+        _restore_part(out, desc, name)
     kept = [n for n in PARTS if solo[n] < min_psnr]
     for name in PARTS:
         if name not in kept:
@@ -88,6 +88,6 @@ def _write_part(out: Path, desc: dict[str, Any], name: str, proto: onnx.ModelPro
     _set_hash(out, name)
 
 
-def _restore_part(out: Path, desc: dict[str, Any], name: str, src: Path) -> None:
+def _restore_part(out: Path, desc: dict[str, Any], name: str) -> None:
     shutil.copyfile(desc["paths"][name], out / desc["paths"][name].name)
     _set_hash(out, name)
