@@ -63,16 +63,19 @@ class ExportResult:
 
 
 def _export_legacy(model: torch.nn.Module, spec: GraphSpec, opset: int) -> onnx.ModelProto:
+    return export_torchscript(model, (torch.rand(*spec.sample),), [INPUT_NAME], [spec.output_name],
+                              {INPUT_NAME: {a: _AXIS_NAMES[a] for a in spec.dynamic},
+                               spec.output_name: {a: _AXIS_NAMES[a] for a in spec.output_dynamic}}, opset)
+
+
+def export_torchscript(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], input_names: list[str],
+                       output_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> onnx.ModelProto:
+    """The TorchScript exporter (opset <= 17) in memory, its warnings silenced."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (torch.rand(*spec.sample),), buf, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[spec.output_name],
-            dynamic_axes={INPUT_NAME: {a: _AXIS_NAMES[a] for a in spec.dynamic},
-                          spec.output_name: {a: _AXIS_NAMES[a] for a in spec.output_dynamic}},
-            do_constant_folding=True,
-        )
+        torch.onnx.export(module, inputs, buf, dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
 
 

@@ -13,9 +13,7 @@ were swapped or damaged (ftrt.runtime.diffusion.read_pipeline).
 
 from __future__ import annotations
 
-import io
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from ftrt import __version__
+from ftrt.export.onnx_export import export_torchscript
 from ftrt.export.parity import ParityError, parity_check
 from ftrt.io import atomic_write, write_json_atomic
 from ftrt.models.ldm import LatentDiffusionRestorer
@@ -78,16 +77,6 @@ def _sample_inputs(name: str, m: LatentDiffusionRestorer, n: int, h: int, w: int
             torch.randn(n, c, lh, lw, generator=gen), torch.randn(n, m.features.channels, 7, 7, generator=gen))
 
 
-def _export_part(module: nn.Module, inputs: tuple[torch.Tensor, ...], in_names: list[str], out_names: list[str],
-                 axes: dict[str, dict[int, str]], opset: int) -> onnx.ModelProto:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), inputs, buf, dynamo=False, opset_version=opset, input_names=in_names,
-                          output_names=out_names, dynamic_axes=axes, do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
-
-
 def _parity(name: str, module: nn.Module, proto: onnx.ModelProto, m: LatentDiffusionRestorer,
             tolerance: float) -> list[dict[str, Any]]:
     def inputs(shape: tuple[int, ...], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -116,7 +105,7 @@ def export_pipeline(model: LatentDiffusionRestorer, out_dir: str | Path, *, meta
     parts: dict[str, Any] = {}
     for name, (module, ins, outs, axes) in _parts(model).items():
         gen = torch.Generator().manual_seed(1)
-        proto = _export_part(module, _sample_inputs(name, model, 1, 64, 64, gen), ins, outs, axes, opset)
+        proto = export_torchscript(module.eval(), _sample_inputs(name, model, 1, 64, 64, gen), ins, outs, axes, opset)
         set_metadata(proto, {"ftrt_version": __version__, "model": "diffusion-part", "part": name,
                              "latent_channels": str(model.vae.latent), "latent_factor": str(model.vae.pad_multiple),
                              "latent_scale": repr(scale), "card_id": str(meta.get("card_id", ""))})
