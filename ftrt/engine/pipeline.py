@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from ftrt.engine.profiles import EngineProfile, default_profiles, scaled_profile
 from ftrt.io import write_json_atomic
-from ftrt.runtime.diffusion import PARTS, PIPELINE_FILE, file_sha256, read_pipeline
+from ftrt.engine.sidecar import sha256_file
+from ftrt.runtime.diffusion import PARTS, PIPELINE_FILE, read_pipeline
 
 IMAGE_PARTS = ("features", "vae_encoder", "restorer")
 
@@ -52,7 +53,7 @@ def build_pipeline_engines(src: str | Path, out: str | Path, opts: Any,
         engine = out / f"{name}.engine"
         log(f"{name}: {len(profiles[name])} profile(s), {', '.join(map(str, profiles[name]))}")
         build(path, engine, dataclasses.replace(opts, profiles=profiles[name]), log=log)
-        entry = {"file": engine.name, "sha256": file_sha256(engine), "onnx_sha256": file_sha256(path)}
+        entry = {"file": engine.name, "sha256": sha256_file(engine), "onnx_sha256": sha256_file(path)}
         if name in PARTS:
             new["parts"][name] = {**new["parts"][name], **entry}
         else:

@@ -27,7 +27,7 @@ from ftrt.export.parity import ParityError, parity_check
 from ftrt.io import atomic_write, write_json_atomic
 from ftrt.models.ldm import LatentDiffusionRestorer
 from ftrt.onnx.metadata import set_metadata
-from ftrt.runtime.diffusion import file_sha256 as sha256
+from ftrt.engine.sidecar import sha256_file
 from ftrt.runtime.sampler import TRAIN_STEPS
 
 PIPELINE_FORMAT = "ftrt-latent-diffusion"
@@ -113,7 +113,7 @@ def export_pipeline(model: LatentDiffusionRestorer, out_dir: str | Path, *, meta
         parity = _parity(name, module, proto, model, tolerance)
         path = out / f"{name}.onnx"
         atomic_write(path, lambda tmp, p=proto: onnx.save(p, tmp))
-        parts[name] = {"file": path.name, "sha256": sha256(path), "inputs": ins, "outputs": outs, "parity": parity}
+        parts[name] = {"file": path.name, "sha256": sha256_file(path), "inputs": ins, "outputs": outs, "parity": parity}
     desc: dict[str, Any] = {
         "format": PIPELINE_FORMAT, "version": PIPELINE_VERSION, "ftrt_version": __version__,
         "preset": meta.get("preset", "ldm"), "card_id": meta.get("card_id", ""), "kwargs": meta.get("kwargs", {}),
@@ -129,6 +129,6 @@ def export_pipeline(model: LatentDiffusionRestorer, out_dir: str | Path, *, meta
     if refine_from is not None:
         dst = out / "restorer.onnx"
         shutil.copyfile(refine_from, dst)
-        desc["restorer"] = {"file": dst.name, "sha256": sha256(dst), "source": Path(refine_from).name}
+        desc["restorer"] = {"file": dst.name, "sha256": sha256_file(dst), "source": Path(refine_from).name}
     write_json_atomic(out / "pipeline.json", desc)
     return desc

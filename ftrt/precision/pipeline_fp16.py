@@ -19,7 +19,8 @@ import onnx
 
 from ftrt.io import atomic_write, write_json_atomic
 from ftrt.metrics import psnr
-from ftrt.runtime.diffusion import PARTS, DiffusionBackend, file_sha256, read_pipeline
+from ftrt.engine.sidecar import sha256_file
+from ftrt.runtime.diffusion import PARTS, DiffusionBackend, read_pipeline
 
 
 def _run(directory: Path, images: list[np.ndarray], steps: int | None, threads: int | None) -> list[np.ndarray]:
@@ -79,7 +80,7 @@ def _scalar_path(proto: onnx.ModelProto) -> list[str]:
 
 def _set_hash(out: Path, name: str) -> None:
     d = json.loads((out / "pipeline.json").read_text())
-    d["parts"][name]["sha256"] = file_sha256(out / d["parts"][name]["file"])
+    d["parts"][name]["sha256"] = sha256_file(out / d["parts"][name]["file"])
     write_json_atomic(out / "pipeline.json", d)
 
 

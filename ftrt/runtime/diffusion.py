@@ -9,7 +9,6 @@ ftrt.runtime.sampler's, the same code the PyTorch model was validated with.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ftrt.engine.sidecar import sha256_file
 from ftrt.runtime.backends.base import Backend, BackendInfo, TensorSpec
 from ftrt.runtime.sampler import TRAIN_STEPS, SamplerSettings, restore_latent
 
@@ -35,14 +35,6 @@ def is_pipeline_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / PIPELINE_FILE).is_file()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _part_file(directory: Path, entry: Any, name: str) -> Path:
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not isinstance(entry.get("sha256"), str):
         raise PipelineError(f"{directory}: part {name!r} has no file and sha256 in {PIPELINE_FILE}")
@@ -53,7 +45,7 @@ def _part_file(directory: Path, entry: Any, name: str) -> Path:
     path = directory / rel
     if not path.is_file():
         raise PipelineError(f"{path}: part {name!r} is missing")
-    if file_sha256(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         raise PipelineError(f"{path}: part {name!r} does not match the hash in {PIPELINE_FILE} "
                             "(changed or swapped after export)")
     return path
