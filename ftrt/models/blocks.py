@@ -7,6 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Reflect-pad the bottom and right of an NCHW tensor to a multiple of ``m``; computed from the input's
+    shape, so an exported graph pads any size itself."""
+    return F.pad(x, (0, (m - x.shape[-1] % m) % m, 0, (m - x.shape[-2] % m) % m), mode="reflect")
+
+
 def _exporting() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftrt.models.blocks import pad_to_multiple
 from ftrt.models.readability import ReadabilityNet
 
 FEATURE_SIDE = 224  # the readability backbone's training input
@@ -70,10 +71,6 @@ class Block(nn.Module):
         return self.adaptor(out) if self.adaptor is not None else out
 
 
-def _pad(x: torch.Tensor, m: int) -> torch.Tensor:
-    return F.pad(x, (0, (m - x.shape[-1] % m) % m, 0, (m - x.shape[-2] % m) % m), mode="reflect")
-
-
 class FundusVAE(nn.Module):
     """RGB [0, 1] -> latent (``latent`` channels at 1/2**downs) -> RGB [0, 1]; any size (reflect-padded)."""
 
@@ -96,7 +93,7 @@ class FundusVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance) of the latent of ``x`` (padded to a multiple of ``pad_multiple``)."""
-        h = self.enc_in(_pad(x, self.pad_multiple) * 2.0 - 1.0)
+        h = self.enc_in(pad_to_multiple(x, self.pad_multiple) * 2.0 - 1.0)
         for block, down in zip(self.enc_blocks, self.enc_downs):
             h = down(block(h))
         mean, logvar = self.enc_out(F.gelu(self.enc_mid(h))).chunk(2, dim=1)
@@ -150,7 +147,7 @@ class LatentDenoiser(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         h_in, w_in = z.shape[-2], z.shape[-1]
         m = self.pad_multiple
-        zc = _pad(torch.cat([z, cond], dim=1), m)
+        zc = pad_to_multiple(torch.cat([z, cond], dim=1), m)
         emb = self.time(timestep_embedding(t, self.width))
         h = self.inp(zc)
         # RetinaRegen's fusion: compressed features, bilinearly resized to the latent, added.

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftrt.models.blocks import pad_to_multiple
+
 
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation: one gain per channel from the pooled features."""
@@ -176,8 +178,7 @@ class MAGENet(nn.Module):
 
     def forward_all(self, x: torch.Tensor) -> MageOutputs:
         h, w = x.shape[-2], x.shape[-1]
-        m = self.pad_multiple
-        xp = F.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="reflect")
+        xp = pad_to_multiple(x, self.pad_multiple)
         feats = self.stage1(xp)
         feats[0], y1 = self.sam(feats[0], xp)
         structure, logits = self.rsp(y1)

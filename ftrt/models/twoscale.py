@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftrt.models.blocks import pad_to_multiple
 from ftrt.models.unet import apply_colour, fov_statistics
 
 
@@ -78,8 +79,7 @@ class TwoScaleRestorer(nn.Module):
         return out[:, :, :h, :w]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.pad_multiple
-        return F.pad(x, (0, (m - x.shape[-1] % m) % m, 0, (m - x.shape[-2] % m) % m), mode="reflect")
+        return pad_to_multiple(x, self.pad_multiple)
 
     def colour_map(self, xp: torch.Tensor) -> torch.Tensor:
         """Gain and offset (N x 6 x H x W) from the whole photograph at low resolution."""

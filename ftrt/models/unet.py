@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftrt.models.blocks import DenseConvBlock, DenseUnit
+from ftrt.models.blocks import DenseConvBlock, DenseUnit, pad_to_multiple
 
 
 class DenseUNet(nn.Module):
@@ -67,8 +67,7 @@ class DenseUNet(nn.Module):
         return out[:, :, :h, :w]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.pad_multiple
-        return F.pad(x, (0, (m - x.shape[-1] % m) % m, 0, (m - x.shape[-2] % m) % m), mode="reflect")
+        return pad_to_multiple(x, self.pad_multiple)
 
     def encode(self, xp: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Bottleneck features and the skips of a padded input."""
