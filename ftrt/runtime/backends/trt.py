@@ -111,12 +111,9 @@ class TensorRTBackend(Backend):
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise RuntimeError("TensorRT enqueue failed")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if self.context is None:
-            self.open()
-        if len(self.input_names) > 1:
-            raise ValueError(f"{self.engine_path}: takes {len(self.input_names)} inputs; use run_inputs")
-        n, _, h, w = batch.shape
+    def _use_profile(self, shape: tuple[int, ...]) -> None:
+        """Switch to the profile that fits the (first) input's N x . x H x W, if it is not the current one."""
+        n, h, w = shape[0], shape[2], shape[3]
         idx = select_profile(self.profiles, (n, h, w))
         if idx is None:
             raise ValueError(f"input {n}x{h}x{w} fits no engine profile ({', '.join(map(str, self.profiles))}); "
@@ -125,6 +122,13 @@ class TensorRTBackend(Backend):
             self.context.set_optimization_profile_async(idx, self.cuda.stream_handle)
             self._profile = idx
             self._buffers.clear()  # graphs captured under another profile are invalid now
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.context is None:
+            self.open()
+        if len(self.input_names) > 1:
+            raise ValueError(f"{self.engine_path}: takes {len(self.input_names)} inputs; use run_inputs")
+        self._use_profile(batch.shape)
         key = tuple(batch.shape)
         buf = self._buffers.get(key)
         if buf is None:
@@ -162,14 +166,7 @@ class TensorRTBackend(Backend):
             return self.run(inputs[0])
         if len(inputs) != len(self.input_names):
             raise ValueError(f"{self.engine_path}: takes {len(self.input_names)} inputs, given {len(inputs)}")
-        first = inputs[0].shape
-        idx = select_profile(self.profiles, (first[0], first[2], first[3]))
-        if idx is None:
-            raise ValueError(f"input {'x'.join(map(str, first))} fits no engine profile "
-                             f"({', '.join(map(str, self.profiles))})")
-        if idx != self._profile:
-            self.context.set_optimization_profile_async(idx, self.cuda.stream_handle)
-            self._profile = idx
+        self._use_profile(inputs[0].shape)
         key = tuple(tuple(a.shape) for a in inputs)
         bufs = self._multi.get(key)
         for name, a in zip(self.input_names, inputs):
