@@ -167,7 +167,7 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
         return [r for r in rows if r["method"] == method and (kind is None or r["kind"] == kind)]
 
     if rows:
-        lines += [f"## (a) Paired synthetic tests, DRIVE test ({len({r['image'] for r in rows})} photographs)", "",
+        lines += [f"## (a) Paired synthetic tests, DRIVE {drive.get('split', 'test')} ({len({r['image'] for r in rows})} photographs)", "",
                   "`cofe` and `cataract` are held out of the default restorer's training entirely; `real` is the family "
                   "it trains on (independent draws). PSNR (dB) / SSIM inside the FOV.", "",
                   "| method | " + " | ".join(f"{k} PSNR | {k} SSIM" for k in KINDS) + " | s / image |",
@@ -222,7 +222,7 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
 
 
 def per_image(drive: dict[str, Any], csdi: dict[str, Any] | None) -> list[str]:
-    lines = ["# Per-image results of benchmarks/quality.py", "", "## DRIVE test", "",
+    lines = ["# Per-image results of benchmarks/quality.py", "", f"## DRIVE {drive.get('split', 'test')}", "",
              "| image | kind | method | PSNR | SSIM | Dice | false vessels |", "|---|---|---|---:|---:|---:|---:|"]
     for r in drive["rows"]:
         lines.append(f"| {r['image']} | {r['kind']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
@@ -266,20 +266,24 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--models", nargs="*", help="restorer names or ONNX paths (default: the shipped restorers)")
     ap.add_argument("--csdi-split", choices=["test", "val", "none"], default="test")
+    ap.add_argument("--drive-split", choices=["test", "training"], default="test",
+                    help="training: DRIVE's 20 training photographs, for choosing between candidates without "
+                         "touching the test photographs (restorers that train on them have seen them clean)")
     ap.add_argument("--limit", type=int, help="only the first N photographs of each set (a quick look, not a result)")
     ap.add_argument("--skip-drive", action="store_true", help="only the real photographs (c)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = ap.parse_args()
     data = Path(args.data)
-    drive = data / "drive" / "test"
+    drive = data / "drive" / args.drive_split
     if not (drive / "images").is_dir():
-        print(f"DRIVE test set not found under {drive}", file=sys.stderr)
+        print(f"DRIVE {args.drive_split} set not found under {drive}", file=sys.stderr)
         return 2
     models = args.models if args.models is not None else [n for n in ("res-s", "res-s-drive")
                                                            if (WEIGHTS_DIR / f"{n}.onnx").exists()]
     methods = methods_for(models)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     d = {"rows": []} if args.skip_drive else drive_tests(drive, methods, log, args.limit)
+    d["split"] = args.drive_split
     c = None
     if args.csdi_split != "none" and (data / "csdi" / "images_1024").is_dir():
         c = csdi_tests(data / "csdi", args.csdi_split, methods, open_scorer("ort", "readability", threads=2), log,
