@@ -26,7 +26,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
         "parameters": meta["parameters"],
         "task": "fundus photograph restoration (illumination, blur, artifacts, cataract haze)",
         "input": meta["input"],
-        "work_side": cfg["max_side"],
+        "work_side": cfg.get("work_side") or cfg["max_side"],
         "training": {
             "data": cfg["data"],
             "degradation": cfg["kind"],
@@ -36,7 +36,8 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "max_side": cfg["max_side"],
             "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
-            "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge") if k in cfg},
+            "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge", "w_contrast",
+                                           "w_contrast_match") if k in cfg},
             "identity_fraction": cfg.get("identity_fraction"),
             "scale_range": [cfg.get("scale_min", 1.0), cfg.get("scale_max", 1.0)],
             "init": cfg.get("init") or None,
@@ -86,7 +87,7 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     meta["card_id"] = card["id"]
     meta["name"] = name
     if not own_card:
-        meta["work_side"] = card["training"]["max_side"]
+        meta["work_side"] = card["work_side"]
     save_weights(dest / f"{name}.safetensors", state, meta)
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     log = run / "log.jsonl"

@@ -54,6 +54,9 @@ class RestorerConfig(GeneratorConfig):
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576
+    # The FOV size the runtime restores at (weights metadata ``work_side``); 0: max_side, the scale the
+    # model learnt at. The light corrector learns at 256 px but sees every photograph at 128 px inside.
+    work_side: int = 0
     # Each photograph becomes its FOV's bounding square at max_side (crop = max_side then trains on whole
     # photographs: what a restorer that estimates colour from the whole FOV needs).
     square: bool = False
@@ -61,6 +64,8 @@ class RestorerConfig(GeneratorConfig):
     loss_in_fov: bool = False
     # losses.contrast_loss: the share of the clean photograph's local contrast the output lacks.
     w_contrast: float = 0.0
+    # losses.contrast_match_loss: the output's local contrast against the clean photograph's, both ways.
+    w_contrast_match: float = 0.0
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs
@@ -75,6 +80,10 @@ class RestorerConfig(GeneratorConfig):
     val_kind: str = "mixed"
     # Start from these weights (fine-tuning) instead of the preset's initialisation.
     init: str = ""
+    # A chained model (light-res-s): each part from its own trained weights, "PART=WEIGHTS" (e.g.
+    # light=runs/light/final.safetensors, detail=res-s); and the parts that stay fixed while the rest trains.
+    init_parts: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
     # Learnt Catintell-Syn pairs: kind "syn" trains on them only; syn_fraction mixes them with `kind`.
     syn_model: str = "syn"
     syn_fraction: float = 0.0

@@ -67,12 +67,31 @@ def local_contrast(x: torch.Tensor, fov: torch.Tensor, sigma: float = 2.0) -> to
     return ((y - blur).abs() * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
+def _local_contrasts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: the output's and the clean photograph's local contrast."""
+    fov = (target.amax(dim=1, keepdim=True) > 0).to(pred.dtype)
+    # Measured away from the FOV's rim: there the blur reaches the black surround, and a brighter rim would
+    # raise "local contrast" with no detail at all (a loophole a smooth gain map finds at once).
+    fov = -F.max_pool2d(-fov, 15, stride=1, padding=7)
+    return local_contrast(pred, fov), local_contrast(target, fov).clamp_min(1e-4)
+
+
 def contrast_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The share of the clean photograph's local contrast the output lacks (0 when it has as much or more):
     penalises smoothing directly, which pixel losses reward when the network cannot tell blur from noise."""
-    fov = (target.amax(dim=1, keepdim=True) > 0).to(pred.dtype)
-    lt = local_contrast(target, fov)
-    return (F.relu(lt - local_contrast(pred, fov)) / lt.clamp_min(1e-4)).mean()
+    lp, lt = _local_contrasts(pred, target)
+    return (F.relu(lt - lp) / lt).mean()
+
+
+def contrast_match_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The relative difference between the output's local contrast and the clean photograph's, both ways.
+
+    Why both ways: ``contrast_loss`` only pushes up, and a network that may raise contrast anywhere raises
+    it everywhere (noise and texture too: measured, false vessels 7x the input's). A pixel loss, unsure
+    how strong a veil was, hedges towards too little; this term asks for the clean level, no more.
+    """
+    lp, lt = _local_contrasts(pred, target)
+    return ((lp - lt).abs() / lt).mean()
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     consistency_loss,
     contrast_loss,
+    contrast_match_loss,
     edge_loss,
     keep_mean_loss,
     mean_free_pixel_loss,
@@ -81,6 +82,36 @@ def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, 
         raise ValueError(f"init {path!r}: weights do not fit {preset} {kwargs}")
 
 
+def _part(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    part = getattr(model, name, None)
+    if not isinstance(part, torch.nn.Module) or part is model:
+        raise ValueError(f"the model has no part {name!r}")
+    return part
+
+
+def load_part(model: torch.nn.Module, spec: str) -> None:
+    """``PART=WEIGHTS``: one part of a chained model from a trained model of the same architecture."""
+    name, sep, path = spec.partition("=")
+    if not sep or not path:
+        raise ValueError(f"init_parts entry {spec!r}: expected PART=WEIGHTS")
+    part = _part(model, name)
+    init, meta = load_model(path)
+    if type(init) is not type(part):
+        raise ValueError(f"init_parts {spec!r}: {meta.get('preset')} is a {type(init).__name__}, "
+                         f"the part {name!r} a {type(part).__name__}")
+    try:
+        part.load_state_dict(init.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(f"init_parts {spec!r}: weights do not fit ({str(exc).splitlines()[0][:160]})") from None
+
+
+def freeze_parts(model: torch.nn.Module, names: list[str]) -> None:
+    """Parts that stay as they are: no gradients, so the optimizer never sees them."""
+    for name in names:
+        for p in _part(model, name).parameters():
+            p.requires_grad_(False)
+
+
 def restorer_trainer(cfg: RestorerConfig, log: Callable[[str], None] = print) -> "RestorerTrainer":
     """The trainer a restorer preset needs: MAGE-Net's (two stages + vessel segmenter) or the generic one."""
     from ftrt.models.mage import MAGENet
@@ -109,6 +140,9 @@ class RestorerTrainer(TrainingRun):
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:
             load_init(model, cfg.init, cfg.model, self.model_kwargs)
+        for spec in cfg.init_parts:
+            load_part(model, spec)
+        freeze_parts(model, cfg.freeze)
         super().__init__(cfg, model, log)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -188,12 +222,15 @@ class RestorerTrainer(TrainingRun):
             terms["keep_mean"] = keep_mean_loss(pred, lq)
         if cfg.w_contrast:
             terms["contrast"] = contrast_loss(pred, gt)
+        if cfg.w_contrast_match:
+            terms["contrast_match"] = contrast_match_loss(pred, gt)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
                    "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "contrast": cfg.w_contrast,
+                   "contrast_match": cfg.w_contrast_match,
                    "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():
@@ -214,5 +251,6 @@ class RestorerTrainer(TrainingRun):
         return self.weights_metadata(
             self.model_kwargs, kind=cfg.kind, syn_fraction=cfg.syn_fraction, mean_teacher=bool(cfg.real_lq),
             init=cfg.init or None,
-            # The scale the model learnt at: the runtime restores at this FOV size by default.
-            work_side=cfg.max_side)
+            # The scale the model learnt at, unless the config says otherwise: the runtime restores at this
+            # FOV size by default.
+            work_side=cfg.work_side or cfg.max_side)

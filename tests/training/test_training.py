@@ -203,3 +203,52 @@ def test_contrast_loss_penalises_smoothing_only() -> None:
     assert contrast_loss(clean, smooth).item() == 0.0  # more contrast than the target is not penalised
     assert contrast_loss(clean + 0.1, clean).item() < 1e-5  # a brighter copy keeps its local contrast
     assert 0.3 < contrast_loss(smooth, clean).item() < 1.0
+
+
+def test_contrast_match_penalises_too_little_and_too_much_but_not_the_rim() -> None:
+    """Zero for the clean crop; the same for half and for double its local contrast about a smooth base; and
+    a brighter FOV rim (where the blur meets the black surround) does not count as contrast."""
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import contrast_loss, contrast_match_loss
+
+    torch.manual_seed(0)
+    base = torch.full((1, 3, 64, 64), 0.5)
+    detail = F.avg_pool2d(torch.rand(1, 1, 64, 64), 3, 1, 1, count_include_pad=False) - 0.5
+    clean = base + 0.2 * detail
+    assert contrast_match_loss(clean, clean).item() == 0.0
+    less, more = contrast_match_loss(base + 0.1 * detail, clean), contrast_match_loss(base + 0.4 * detail, clean)
+    assert 0.45 < less.item() < 0.55 and 0.95 < more.item() < 1.05
+    assert contrast_loss(base + 0.4 * detail, clean).item() == 0.0  # the one-sided loss lets "more" pass
+    fov = torch.zeros(1, 1, 64, 64)
+    fov[..., 4:60, 4:60] = 1
+    rim = fov - (-F.max_pool2d(-fov, 5, stride=1, padding=2))  # a 2 px ring inside the FOV's edge
+    assert contrast_match_loss((clean + 0.3 * rim) * fov, clean * fov).item() < 0.01
+
+
+def test_chain_parts_from_their_own_runs_and_a_frozen_part_stays(tiny_data: Path, tmp_path: Path) -> None:
+    """light-res-s: the light corrector from a light run, the detail restorer from a res-s run; with the light
+    part frozen, training moves only the detail part, and the final weights load back as one model."""
+    from ftrt.models.pretrained import load_model
+
+    light = RestorerTrainer(_cfg(tiny_data, tmp_path / "l", model="light", square=True, crop=64, max_side=64),
+                            log=lambda m: None).run(progress=False)["weights"]
+    detail = RestorerTrainer(_cfg(tiny_data, tmp_path / "d", affine_head=True), log=lambda m: None).run(
+        progress=False)["weights"]
+    chain = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", model="light-res-s", init_parts=[
+        f"light={light}", f"detail={detail}"], freeze=["light"], steps=3), log=lambda m: None)
+    light_m, detail_m = load_model(light)[0], load_model(detail)[0]
+    x = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(chain.model(x), detail_m(light_m(x)))
+    before = {k: v.clone() for k, v in chain.model.state_dict().items()}
+    final, _ = load_model(chain.run(progress=False)["weights"])
+    after = chain.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("light."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("detail."))
+    assert type(final).__name__ == "LightThenDetail"
+    with pytest.raises(ValueError, match="light"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "e", model="light-res-s", init_parts=[f"light={detail}"]),
+                        log=lambda m: None)
+    with pytest.raises(ValueError, match="no part 'colour'"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "f", model="light-res-s", freeze=["colour"]), log=lambda m: None)
