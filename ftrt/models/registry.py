@@ -7,7 +7,9 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ftrt.models.chain import LightThenDetail
 from ftrt.models.ldm import FundusVAE, LatentDiffusionRestorer
+from ftrt.models.light import LightCorrector
 from ftrt.models.mage import MAGENet
 from ftrt.models.readability import ReadabilityNet
 from ftrt.models.twoscale import TwoScaleRestorer
@@ -36,6 +38,12 @@ PRESETS: dict[str, Preset] = {
                "MAGE-Net, larger (GPU training)"),
         Preset("twoscale", TwoScaleRestorer, {"lr_width": 32, "hr_width": 16, "factor": 8, "dilations": [1, 2, 4]},
                "two-scale restorer: whole-photograph colour/haze map at 1/8 + full-resolution detail (default)"),
+        Preset("light", LightCorrector, {"width": 16, "side": 128, "levels": 3, "map_side": 32},
+               "light corrector: a smooth colour gain/offset map (32 px grid) from the whole photograph at 128 px"),
+        Preset("light-res-s", LightThenDetail,
+               {"light": {"width": 16, "side": 128, "levels": 3, "map_side": 32},
+                "detail": {"width": 16, "stages": 3, "affine_head": True}},
+               "the light corrector, then res-s at full resolution (one graph)"),
         Preset("fundus-vae", FundusVAE, {"width": 16, "latent": 4, "downs": 2, "adaptor_rank": 8},
                "fundus VAE for latent diffusion: 4 latent channels at 1/4 resolution"),
         Preset("ldm", LatentDiffusionRestorer,

@@ -11,7 +11,7 @@ from ftrt.training.losses import gan_discriminator_loss, gan_generator_loss
 @pytest.mark.parametrize(
     "name, low, high",
     [("res-l", 12.0e6, 13.0e6), ("res-m", 3.0e6, 4.0e6), ("res-s", 1.0e6, 1.4e6), ("syn", 1.0e6, 1.4e6),
-     ("mage-s", 0.4e6, 0.5e6), ("mage", 1.5e6, 1.7e6), ("twoscale", 0.15e6, 0.2e6)],
+     ("mage-s", 0.4e6, 0.5e6), ("mage", 1.5e6, 1.7e6), ("twoscale", 0.15e6, 0.2e6), ("light", 0.25e6, 0.29e6)],
 )
 def test_preset_parameter_counts(name: str, low: float, high: float) -> None:
     assert low <= count_parameters(build_model(name)) <= high
