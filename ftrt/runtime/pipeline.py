@@ -2,7 +2,8 @@
 
 preprocess: FOV mask, crop to its bounding box, optional working resolution.
 backend:    whole image, or tiles with feathered overlap above ``tile`` pixels.
-postprocess: clip, back to the crop's resolution, paste into the frame, zero outside the FOV.
+postprocess: clip, back to the crop's resolution, fade the correction out at the FOV's rim, paste into the
+             frame, zero outside the FOV.
 
 At a reduced working resolution only the *correction* (restored minus input)
 is upsampled and added to the full-resolution photograph, so the native
@@ -29,6 +30,11 @@ class PipelineConfig:
     max_side: int | None = None
     tile: int | None = 1024
     overlap: int = 64
+    # The restorer's correction fades to nothing over this share of the FOV's size at its rim. A restorer
+    # taught to sharpen sees the FOV's edge as the strongest step in the photograph and overshoots into a
+    # bright ring (measured: +12 grey levels 2-8 px inside the edge of a 768 px photograph); the rim holds
+    # no retina to restore. 0: off.
+    rim: float = 0.03
 
 
 @dataclass
@@ -37,6 +43,16 @@ class RestoreResult:
     mask: np.ndarray
     ms: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def rim_fade(mask: np.ndarray, rim: float) -> np.ndarray | None:
+    """0 at the FOV's edge rising linearly to 1 at ``rim`` x the FOV's short side inside it; None when there
+    is nothing to fade (no rim asked for, or no FOV edge: a mask that fills the frame)."""
+    width = rim * min(mask.shape)
+    if width < 1 or mask.all():
+        return None
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    return np.clip(dist / np.float32(width), 0.0, 1.0).astype(np.float32)
 
 
 class FundusPipeline:
@@ -96,6 +112,9 @@ class FundusPipeline:
         if work.shape != crop.shape:
             delta = cv2.resize(out - work, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_CUBIC)
             out = crop + delta
+        fade = rim_fade(mask[y0:y1, x0:x1], self.config.rim)
+        if fade is not None:
+            out = crop + (out - crop) * fade[..., None]
         out = np.clip(out, 0.0, 1.0)
         frame = np.zeros_like(img, dtype=np.float32)
         frame[y0:y1, x0:x1] = out

@@ -18,6 +18,26 @@ from ftrt.runtime import BackendUnavailable, FundusPipeline, PipelineConfig, ope
 from ftrt.runtime.tiles import run_tiled, tile_starts
 
 
+def test_correction_fades_out_at_the_fov_rim(random_onnx: Path, retina: np.ndarray) -> None:
+    """The restorer's change is kept in full inside the FOV, and none of it at the FOV's edge (where a
+    sharpening network overshoots the edge step into a bright ring)."""
+    from ftrt.runtime.pipeline import rim_fade
+
+    assert rim_fade(np.ones((64, 64), bool), 0.02) is None  # no FOV edge: nothing to fade
+    assert rim_fade(np.zeros((64, 64), bool) | True, 0.0) is None
+    with open_backend("ort", str(random_onnx), threads=2) as be:
+        faded = FundusPipeline(be, PipelineConfig(tile=None, rim=0.03)).restore(retina)
+        full = FundusPipeline(be, PipelineConfig(tile=None, rim=0.0)).restore(retina)
+    m = faded.mask.astype(np.uint8)
+    dist = cv2.distanceTransform(m, cv2.DIST_L2, 5)
+    width = 0.03 * min(int(v) for v in np.ptp(np.nonzero(m), axis=1) + 1)
+    edge, inner = (dist > 0) & (dist <= 1), dist > width + 1
+    src = retina * faded.mask[..., None]
+    # At most 1 px inside the edge the fade is about 1 / width of the full change (width a few px here).
+    assert np.abs(faded.image[edge] - src[edge]).mean() < np.abs(full.image[edge] - src[edge]).mean() / 3
+    np.testing.assert_array_equal(faded.image[inner], full.image[inner])
+
+
 def test_pipeline_on_skimage_retina(random_onnx: Path, retina: np.ndarray) -> None:
     with open_backend("ort", str(random_onnx), threads=2) as be:
         res = FundusPipeline(be, PipelineConfig(tile=None)).restore(retina)
