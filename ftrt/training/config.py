@@ -66,6 +66,8 @@ class RestorerConfig(GeneratorConfig):
     w_contrast: float = 0.0
     # losses.contrast_match_loss: the output's local contrast against the clean photograph's, both ways.
     w_contrast_match: float = 0.0
+    # losses.contrast_map_loss: local contrast maps (not one number per crop) against the clean photograph's.
+    w_contrast_map: float = 0.0
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs

@@ -29,6 +29,7 @@ from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     consistency_loss,
     contrast_loss,
+    contrast_map_loss,
     contrast_match_loss,
     edge_loss,
     keep_mean_loss,
@@ -224,13 +225,15 @@ class RestorerTrainer(TrainingRun):
             terms["contrast"] = contrast_loss(pred, gt)
         if cfg.w_contrast_match:
             terms["contrast_match"] = contrast_match_loss(pred, gt)
+        if cfg.w_contrast_map:
+            terms["contrast_map"] = contrast_map_loss(pred, gt)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
                    "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "contrast": cfg.w_contrast,
-                   "contrast_match": cfg.w_contrast_match,
+                   "contrast_match": cfg.w_contrast_match, "contrast_map": cfg.w_contrast_map,
                    "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():

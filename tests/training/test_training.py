@@ -226,6 +226,24 @@ def test_contrast_match_penalises_too_little_and_too_much_but_not_the_rim() -> N
     assert contrast_match_loss((clean + 0.3 * rim) * fov, clean * fov).item() < 0.01
 
 
+def test_contrast_map_sees_contrast_moved_from_one_place_to_another() -> None:
+    """Twice the detail on the left and none on the right has the clean crop's mean local contrast, so the
+    per-crop match misses it; the map match does not."""
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import contrast_map_loss, contrast_match_loss
+
+    torch.manual_seed(0)
+    detail = F.avg_pool2d(torch.rand(1, 1, 96, 96), 3, 1, 1, count_include_pad=False) - 0.5
+    clean = 0.5 + 0.2 * detail.expand(1, 3, 96, 96)
+    moved = clean.clone()
+    moved[..., :48] = 0.5 + 0.4 * detail[..., :48]
+    moved[..., 48:] = 0.5
+    assert contrast_map_loss(clean, clean).item() == 0.0
+    assert contrast_match_loss(moved, clean).item() < 0.15
+    assert contrast_map_loss(moved, clean).item() > 0.6
+
+
 def test_chain_parts_from_their_own_runs_and_a_frozen_part_stays(tiny_data: Path, tmp_path: Path) -> None:
     """light-res-s: the light corrector from a light run, the detail restorer from a res-s run; with the light
     part frozen, training moves only the detail part, and the final weights load back as one model."""
