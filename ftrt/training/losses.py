@@ -65,18 +65,34 @@ def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
 
 
+def _luminance(x: torch.Tensor) -> torch.Tensor:
+    """Rec.601 Y of an N x 3 x H x W batch, N x 1 x H x W."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _fov_mean(a: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean of a N x 1 x H x W map inside the FOV."""
+    return (a * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def _inner_fov(target: torch.Tensor) -> torch.Tensor:
+    """The clean photograph's FOV, 7 px away from its rim: there a blur reaches the black surround, and a
+    brighter rim would raise "local contrast" with no detail at all (a loophole a smooth gain map finds at
+    once)."""
+    fov = (target.amax(dim=1, keepdim=True) > 0).to(target.dtype)
+    return -F.max_pool2d(-fov, 15, stride=1, padding=7)
+
+
 def local_contrast(x: torch.Tensor, fov: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """Per image: mean |Y - Gaussian-blurred Y| inside the FOV (the local contrast benchmarks/quality.py reports)."""
-    y = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return ((y - _blur(y, sigma)).abs() * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    y = _luminance(x)
+    return _fov_mean((y - _blur(y, sigma)).abs(), fov)
 
 
 def _local_contrasts(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: the output's and the clean photograph's local contrast."""
-    fov = (target.amax(dim=1, keepdim=True) > 0).to(pred.dtype)
-    # Measured away from the FOV's rim: there the blur reaches the black surround, and a brighter rim would
-    # raise "local contrast" with no detail at all (a loophole a smooth gain map finds at once).
-    fov = -F.max_pool2d(-fov, 15, stride=1, padding=7)
+    """Per image: the output's and the clean photograph's local contrast, away from the FOV's rim."""
+    fov = _inner_fov(target).to(pred.dtype)
     return local_contrast(pred, fov), local_contrast(target, fov).clamp_min(1e-4)
 
 
@@ -103,16 +119,12 @@ def contrast_map_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = 2
     """Local contrast *maps* matched, both ways: |Y - blur(Y)| averaged over ``window``-sized neighbourhoods,
     output against clean, relative to the clean crop's mean. Unlike ``contrast_match_loss`` (one number per
     crop), a network cannot pay for sharper large vessels with flatter fine ones."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=pred.dtype, device=pred.device).view(1, 3, 1, 1)
-    fov = (target.amax(dim=1, keepdim=True) > 0).to(pred.dtype)
-    fov = -F.max_pool2d(-fov, 15, stride=1, padding=7)
+    fov = _inner_fov(target).to(pred.dtype)
     maps = []
     for x in (pred, target):
-        y = (x * w).sum(1, keepdim=True)
+        y = _luminance(x)
         maps.append(_blur((y - _blur(y, sigma)).abs(), window))
-    lt = (maps[1] * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
-    diff = ((maps[0] - maps[1]).abs() * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
-    return (diff / lt.clamp_min(1e-4)).mean()
+    return (_fov_mean((maps[0] - maps[1]).abs(), fov) / _fov_mean(maps[1], fov).clamp_min(1e-4)).mean()
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
