@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftrt.models.unet import apply_colour
+from ftrt.models.unet import apply_colour, fov_statistics
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -75,17 +75,12 @@ class LightCorrector(nn.Module):
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Gain - 1 and offset, N x 6 x map_side x map_side."""
         small = self.view(x)
-        rgb, fov = small[:, :3], small[:, 3:]
-        share = fov.mean(dim=(2, 3)).clamp_min(1e-4)
-        mu = (rgb * fov).mean(dim=(2, 3)) / share
-        var = ((rgb - mu[:, :, None, None]) ** 2 * fov).mean(dim=(2, 3)) / share
         skips = [self.inc(small)]
         for down in self.downs:
             skips.append(down(skips[-1]))
         h = skips[-1]
-        fb = F.avg_pool2d(fov, 2**self.levels)
-        fmean = (h * fb).mean(dim=(2, 3)) / fb.mean(dim=(2, 3)).clamp_min(1e-4)
-        h = h + self.glob(torch.cat([fmean, mu, torch.sqrt(var + 1e-6)], dim=1))[:, :, None, None]
+        stats = fov_statistics(small[:, :3], h, 2**self.levels).flatten(1)
+        h = h + self.glob(stats)[:, :, None, None]
         for up, skip in zip(self.ups, reversed(skips[-1 - len(self.ups):-1])):
             h = up(torch.cat([F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False), skip], dim=1))
         return self.head(h)
