@@ -11,7 +11,8 @@ smooth (the average correction over noise, JPEG and blur) or, pushed for contras
 
 The estimate sees the whole photograph at ``side`` x ``side`` whatever the input size (so a 565 px and a
 2048 px photograph are judged alike, and training at 256 px carries over to 1024 px at run time). It costs
-a fixed 0.61 GMAC (width 16, side 128) plus two resizes and one multiply-add per pixel, whatever the size.
+a fixed 0.30 GMAC (width 16, side 128, map_side 32; convolutions counted by a forward hook) plus two
+resizes and one multiply-add per pixel, whatever the size.
 """
 
 from __future__ import annotations
