@@ -68,6 +68,8 @@ class RestorerConfig(GeneratorConfig):
     w_contrast_match: float = 0.0
     # losses.contrast_map_loss: local contrast maps (not one number per crop) against the clean photograph's.
     w_contrast_map: float = 0.0
+    # losses.band_loss: band-pass luminance (sigma 1-8 px) against the clean photograph's, in place.
+    w_band: float = 0.0
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs

@@ -127,6 +127,28 @@ def contrast_map_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = 2
     return (_fov_mean((maps[0] - maps[1]).abs(), fov) / _fov_mean(maps[1], fov).clamp_min(1e-4)).mean()
 
 
+def band_loss(pred: torch.Tensor, target: torch.Tensor, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> torch.Tensor:
+    """Luminance band-pass differences (Gaussian sigma 1-2, 2-4, 4-8 px), each relative to the clean band's
+    mean magnitude, away from the FOV's rim.
+
+    Why: the contrast terms ask for the clean *amount* of detail, and where thin vessels cannot be recovered
+    a network meets that amount by amplifying whatever is visible (measured on the Peli ``cataract`` family:
+    thin-vessel recall 0.48 -> 0.35, segmented pixels far from any vessel 14.5 -> 19.1 %). This term asks for
+    the clean detail *in its place*, each band weighted alike, where a pixel loss is ruled by low frequencies.
+    """
+    fov = _inner_fov(target).to(pred.dtype)
+    out = pred.new_zeros(pred.shape[0])
+    blurred = [[_luminance(x)] for x in (pred, target)]
+    for s in sigmas:
+        for b in blurred:
+            b.append(_blur(b[0], s))
+    for i in range(1, len(sigmas)):
+        bp = blurred[0][i] - blurred[0][i + 1]
+        bt = blurred[1][i] - blurred[1][i + 1]
+        out = out + _fov_mean((bp - bt).abs(), fov) / _fov_mean(bt.abs(), fov).clamp_min(1e-4)
+    return (out / (len(sigmas) - 1)).mean()
+
+
 def gram(feat: torch.Tensor) -> torch.Tensor:
     n, c, h, w = feat.shape
     f = feat.reshape(n, c, h * w)

@@ -27,6 +27,7 @@ from ftrt.training.data import (
 )
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
+    band_loss,
     consistency_loss,
     contrast_loss,
     contrast_map_loss,
@@ -227,6 +228,8 @@ class RestorerTrainer(TrainingRun):
             terms["contrast_match"] = contrast_match_loss(pred, gt)
         if cfg.w_contrast_map:
             terms["contrast_map"] = contrast_map_loss(pred, gt)
+        if cfg.w_band:
+            terms["band"] = band_loss(pred, gt)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
@@ -234,7 +237,7 @@ class RestorerTrainer(TrainingRun):
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
                    "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "contrast": cfg.w_contrast,
                    "contrast_match": cfg.w_contrast_match, "contrast_map": cfg.w_contrast_map,
-                   "consistency": self.consistency_weight()}
+                   "band": cfg.w_band, "consistency": self.consistency_weight()}
         if real is not None:
             with torch.no_grad():
                 target = self.ema(perturb(real, gen))

@@ -244,6 +244,26 @@ def test_contrast_map_sees_contrast_moved_from_one_place_to_another() -> None:
     assert contrast_map_loss(moved, clean).item() > 0.6
 
 
+def test_band_loss_wants_the_clean_detail_in_its_place() -> None:
+    """Zero for the clean crop; the clean amount of detail in the wrong place (shifted by a vessel's width)
+    costs more than having no detail at all, which the contrast terms cannot see; a global brightness change
+    is free."""
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import band_loss, contrast_match_loss
+
+    torch.manual_seed(0)
+    detail = F.avg_pool2d(torch.rand(1, 1, 96, 96), 5, 1, 2, count_include_pad=False) - 0.5
+    clean = 0.5 + 0.3 * detail.expand(1, 3, 96, 96)
+    shifted = clean.roll(4, dims=-1)
+    flat = torch.full_like(clean, 0.5)
+    assert band_loss(clean, clean).item() == 0.0
+    assert band_loss(clean + 0.1, clean).item() < 1e-4
+    assert contrast_match_loss(shifted, clean).item() < 0.05  # the right amount: the contrast term is content
+    assert 0.9 < band_loss(flat, clean).item() < 1.1
+    assert band_loss(shifted, clean).item() > 1.2 * band_loss(flat, clean).item()
+
+
 def test_chain_parts_from_their_own_runs_and_a_frozen_part_stays(tiny_data: Path, tmp_path: Path) -> None:
     """light-res-s: the light corrector from a light run, the detail restorer from a res-s run; with the light
     part frozen, training moves only the detail part, and the final weights load back as one model."""
