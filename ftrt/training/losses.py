@@ -127,7 +127,8 @@ def contrast_map_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = 2
     return (_fov_mean((maps[0] - maps[1]).abs(), fov) / _fov_mean(maps[1], fov).clamp_min(1e-4)).mean()
 
 
-def band_loss(pred: torch.Tensor, target: torch.Tensor, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> torch.Tensor:
+def band_loss(pred: torch.Tensor, target: torch.Tensor,
+              sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> torch.Tensor:
     """Luminance band-pass differences (Gaussian sigma 1-2, 2-4, 4-8 px), each relative to the clean band's
     mean magnitude, away from the FOV's rim.
 

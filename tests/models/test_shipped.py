@@ -35,8 +35,9 @@ def test_card_weights_and_onnx_agree(name: str) -> None:
 
 def test_shipped_model_keeps_clean_photographs_and_their_brightness(retina_full: np.ndarray) -> None:
     """On the CC0 sample (never trained on): a clean photograph comes out as it went in, a degraded one keeps
-    its brightness or moves it towards the clean one's (the earlier res-s pulled every photograph to one darker level), and on a degradation
-    family it never trained on (cofe) the structure gets closer to the clean photograph."""
+    its brightness or moves it towards the clean one's (the earlier res-s pulled every photograph to one
+    darker level), and on a degradation family it never trained on (cofe) the structure gets closer to the
+    clean photograph."""
     import cv2
 
     clean = cv2.resize(retina_full, (640, 640), interpolation=cv2.INTER_AREA)
