@@ -138,16 +138,16 @@ def band_loss(pred: torch.Tensor, target: torch.Tensor,
     the clean detail *in its place*, each band weighted alike, where a pixel loss is ruled by low frequencies.
     """
     fov = _inner_fov(target).to(pred.dtype)
-    out = pred.new_zeros(pred.shape[0])
-    blurred = [[_luminance(x)] for x in (pred, target)]
-    for s in sigmas:
-        for b in blurred:
-            b.append(_blur(b[0], s))
-    for i in range(1, len(sigmas)):
-        bp = blurred[0][i] - blurred[0][i + 1]
-        bt = blurred[1][i] - blurred[1][i + 1]
-        out = out + _fov_mean((bp - bt).abs(), fov) / _fov_mean(bt.abs(), fov).clamp_min(1e-4)
-    return (out / (len(sigmas) - 1)).mean()
+    per_band = [_fov_mean((bp - bt).abs(), fov) / _fov_mean(bt.abs(), fov).clamp_min(1e-4)
+                for bp, bt in zip(_bands(pred, sigmas), _bands(target, sigmas))]
+    return torch.stack(per_band).mean()
+
+
+def _bands(x: torch.Tensor, sigmas: tuple[float, ...]) -> list[torch.Tensor]:
+    """Luminance differences of Gaussians between neighbouring ``sigmas``, finest first."""
+    y = _luminance(x)
+    levels = [_blur(y, s) for s in sigmas]
+    return [fine - coarse for fine, coarse in zip(levels, levels[1:])]
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
