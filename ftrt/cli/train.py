@@ -1,4 +1,4 @@
-"""``ftrt train restorer | colour-head | syn | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
+"""``ftrt train restorer | colour-head | syn | vessels | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,23 @@ def train_vae(config_path: str | None, data: tuple[str, ...], resume: bool, sets
     if not cfg.data:
         fail("no training data: give --data DIR (fundus photographs of any quality)")
     _train(lambda: VaeTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("vessels")
+@click.option("--data", multiple=True, help="Folder, file or glob of clean annotated photographs (repeatable).")
+@click.option("--vessel-masks", multiple=True, help="Folder of their vessel annotations (DRIVE's 1st_manual).")
+@_generator_run_options
+def train_vessels(config_path: str | None, data: tuple[str, ...], vessel_masks: tuple[str, ...], resume: bool,
+                  sets: tuple[str, ...], no_progress: bool, **opts: Any) -> None:
+    """Train the vessel segmenter that judges the restorer's vessel-map loss (clean photographs only)."""
+    from ftrt.training.config import VesselConfig
+    from ftrt.training.vessels import VesselTrainer
+
+    cfg = _train_config(VesselConfig, config_path, opts, {"data": list(data), "vessel_masks": list(vessel_masks)},
+                        sets)
+    if not cfg.data or not cfg.vessel_masks:
+        fail("no training data: give --data DIR and --vessel-masks DIR (clean photographs and their annotations)")
+    _train(lambda: VesselTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
 @train.command("ldm")

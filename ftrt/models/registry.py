@@ -14,6 +14,7 @@ from ftrt.models.mage import MAGENet
 from ftrt.models.readability import ReadabilityNet
 from ftrt.models.twoscale import TwoScaleRestorer
 from ftrt.models.unet import DenseUNet, PatchDiscriminator
+from ftrt.models.vessels import VesselNet
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ PRESETS: dict[str, Preset] = {
         Preset("mage", MAGENet, {"width": 40, "step": 20, "stage1_blocks": 2, "stage2_width": 24,
                                  "stage2_blocks": 3, "rsp_width": 16},
                "MAGE-Net, larger (GPU training)"),
+        Preset("vessel-s", VesselNet, {"width": 16},
+               "vessel segmenter (MAGE-Net's RSP U-Net) on clean photographs: the judge of the vessel-map loss"),
         Preset("twoscale", TwoScaleRestorer, {"lr_width": 32, "hr_width": 16, "factor": 8, "dilations": [1, 2, 4]},
                "two-scale restorer: whole-photograph colour/haze map at 1/8 + full-resolution detail (default)"),
         Preset("light", LightCorrector, {"width": 16, "side": 128, "levels": 3, "map_side": 32},

@@ -37,7 +37,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
             "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge", "w_contrast",
-                                           "w_contrast_match", "w_contrast_map", "w_band") if k in cfg},
+                                           "w_contrast_match", "w_contrast_map", "w_band", "w_vessel") if k in cfg},
             "identity_fraction": cfg.get("identity_fraction"),
             "scale_range": [cfg.get("scale_min", 1.0), cfg.get("scale_max", 1.0)],
             "init": cfg.get("init") or None,
@@ -45,6 +45,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
                       "threads": cfg.get("threads")},
             "perceptual_network": (f"{cfg.get('perceptual_model')} (first {cfg.get('perceptual_depth')} stages)"
                                    if cfg.get("w_perceptual") else None),
+            "vessel_network": cfg.get("vessel_model") if cfg.get("w_vessel") else None,
             "ema_decay": cfg["ema_decay"],
             "seed": cfg["seed"],
             "train_seconds": meta["train_seconds"],

@@ -70,6 +70,10 @@ class RestorerConfig(GeneratorConfig):
     w_contrast_map: float = 0.0
     # losses.band_loss: band-pass luminance (sigma 1-8 px) against the clean photograph's, in place.
     w_band: float = 0.0
+    # losses.vessel_map_loss: a frozen vessel segmenter (``vessel_model``, trained by ``ftrt train vessels``
+    # on clean photographs) finds the clean photograph's vessels in the output, no fewer and no more.
+    w_vessel: float = 0.0
+    vessel_model: str = ""
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the
     # restorer learns structure and local contrast and keeps the photograph's global colour. Identity pairs
@@ -101,6 +105,25 @@ class RestorerConfig(GeneratorConfig):
     vessel_masks: list[str] = field(default_factory=list)
     vessel_fraction: float = 0.5
     w_seg: float = 0.5
+
+
+@dataclass
+class VesselConfig(GeneratorConfig):
+    """``ftrt train vessels``: the vessel segmenter behind the restorer's vessel-map loss, on clean
+    photographs and their vessel annotations only (matched as ``RestorerConfig.vessel_masks``)."""
+
+    model: str = "vessel-s"
+    out: str = "runs/vessel-s"
+    data: list[str] = field(default_factory=list)
+    vessel_masks: list[str] = field(default_factory=list)
+    max_side: int = 1024
+    # The restorer's range of rescaling, so the judge knows vessels at every width the restorer sees.
+    scale_min: float = 0.75
+    scale_max: float = 1.4
+    crop: int = 128
+    lr: float = 2e-3
+    warmup: int = 50
+    min_lr: float = 1e-5
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,6 +150,45 @@ def _bands(x: torch.Tensor, sigmas: tuple[float, ...]) -> list[torch.Tensor]:
     y = _luminance(x)
     levels = [_blur(y, s) for s in sigmas]
     return [fine - coarse for fine, coarse in zip(levels, levels[1:])]
+
+
+def vessel_loss(logits: list[torch.Tensor], vessels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy at every scale against the area-averaged annotation; unlabelled crops (-1) and
+    padding are left out. Zero (with a gradient path) when the batch has no annotation."""
+    known = (vessels[:, :1, :1, :1] >= 0).to(vessels.dtype)  # a crop is labelled whole or not at all
+    total = logits[0].sum() * 0.0
+    if not bool(known.any()):
+        return total
+    h, w = vessels.shape[-2:]
+    for i, lg in enumerate(logits):
+        # Logits cover the padded input, at 1/2**i of it: keep the part over the crop.
+        lg = lg[..., : -(-h // 2**i), : -(-w // 2**i)]
+        target = F.adaptive_avg_pool2d(vessels.clamp_min(0), (lg.shape[-2], lg.shape[-1]))
+        bce = F.binary_cross_entropy_with_logits(lg, target, reduction="none")
+        total = total + (bce * known).sum() / (known.sum() * lg.shape[-2] * lg.shape[-1])
+    return total / len(logits)
+
+
+class VesselJudge(Protocol):
+    """What ``vessel_map_loss`` needs of a segmenter (``models.vessels.VesselNet``): logits, finest first."""
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+
+def vessel_map_loss(segmenter: VesselJudge, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Vessel-map agreement: a frozen segmenter trained on clean photographs (``models.vessels.VesselNet``)
+    should find the clean photograph's vessels in the output, no fewer and no more. Cross-entropy of its
+    logits on the output against its probabilities on the clean crop, at full resolution and inside the inner
+    FOV; minus the target's own entropy, so a perfect match scores 0. Where ``band_loss`` asks for the clean
+    band-pass signal, this asks for what a vessel detector reads from it: a vessel drawn a little fainter
+    costs little, a vessel lost or texture that reads as a vessel costs a lot."""
+    fov = _inner_fov(target)
+    with torch.no_grad():
+        t = torch.sigmoid(segmenter.forward_all(target)[0]).clamp(1e-4, 1 - 1e-4)
+        entropy = -(t * t.log() + (1 - t) * (1 - t).log())
+    logits = segmenter.forward_all(pred)[0]
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none") - entropy
+    return (bce * fov).sum() / fov.sum().clamp_min(1.0)
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:

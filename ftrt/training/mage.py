@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ftrt.models.mage import MAGENet, MageOutputs
 from ftrt.training.config import RestorerConfig
@@ -23,25 +22,9 @@ from ftrt.training.losses import (
     keep_mean_loss,
     mean_free_pixel_loss,
     perturb,
+    vessel_loss,
 )
 from ftrt.training.restorer import RestorerTrainer
-
-
-def vessel_loss(logits: list[torch.Tensor], vessels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy at every scale against the area-averaged annotation; unlabelled crops (-1) and
-    padding are left out. Zero (with a gradient path) when the batch has no annotation."""
-    known = (vessels[:, :1, :1, :1] >= 0).to(vessels.dtype)  # a crop is labelled whole or not at all
-    total = logits[0].sum() * 0.0
-    if not bool(known.any()):
-        return total
-    h, w = vessels.shape[-2:]
-    for i, lg in enumerate(logits):
-        # Logits cover the padded input, at 1/2**i of it: keep the part over the crop.
-        lg = lg[..., : -(-h // 2**i), : -(-w // 2**i)]
-        target = F.adaptive_avg_pool2d(vessels.clamp_min(0), lg.shape[-2:])
-        bce = F.binary_cross_entropy_with_logits(lg, target, reduction="none")
-        total = total + (bce * known).sum() / (known.sum() * lg.shape[-2] * lg.shape[-1])
-    return total / len(logits)
 
 
 class MageTrainer(RestorerTrainer):
@@ -67,6 +50,8 @@ class MageTrainer(RestorerTrainer):
                  "edge": sum(edge_loss(y[:n], gt) for y in (out.stage1, out.stage2))}
         if cfg.w_keep_mean:
             terms["keep_mean"] = keep_mean_loss(out.stage2[:n], lq)
+        # Detail terms (not the paper's) on what ships, stage 2's image.
+        terms.update(self.detail_terms(out.stage2[:n], gt))
         return terms
 
     def train_step(self, lq: torch.Tensor, gt: torch.Tensor, vessels: torch.Tensor,  # type: ignore[override]
@@ -86,7 +71,7 @@ class MageTrainer(RestorerTrainer):
         labelled = torch.cat([vessels, vessels[:n_id]])
         terms["seg"] = vessel_loss([v[: n + n_id] for v in out.vessel_logits], labelled)
         weights = {"pixel": cfg.w_pixel, "edge": cfg.w_edge, "identity": cfg.w_identity, "seg": cfg.w_seg,
-                   "keep_mean": cfg.w_keep_mean, "consistency": self.consistency_weight()}
+                   "keep_mean": cfg.w_keep_mean, "consistency": self.consistency_weight(), **self.detail_weights()}
         if real is not None:
             with torch.no_grad():
                 teacher = self.ema.forward_all(perturb(real, gen))  # type: ignore[operator]

@@ -38,6 +38,7 @@ from ftrt.training.losses import (
     gan_generator_loss,
     perturb,
     pixel_loss,
+    vessel_map_loss,
 )
 
 
@@ -114,6 +115,20 @@ def freeze_parts(model: torch.nn.Module, names: list[str]) -> None:
             p.requires_grad_(False)
 
 
+def frozen_segmenter(path: str) -> torch.nn.Module:
+    """The vessel-map term's judge: a trained ``vessel-s`` (or any VesselNet), fixed while the restorer learns."""
+    from ftrt.models.vessels import VesselNet
+
+    if not path:
+        raise ValueError("w_vessel needs vessel_model: the weights of `ftrt train vessels`")
+    net, meta = load_model(path)
+    if not isinstance(net, VesselNet):
+        raise ValueError(f"vessel_model {path!r} is a {meta.get('preset')} model, not a vessel segmenter")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
 def restorer_trainer(cfg: RestorerConfig, log: Callable[[str], None] = print) -> "RestorerTrainer":
     """The trainer a restorer preset needs: MAGE-Net's (two stages + vessel segmenter) or the generic one."""
     from ftrt.models.mage import MAGENet
@@ -152,6 +167,7 @@ class RestorerTrainer(TrainingRun):
         if cfg.bf16 and not self.bf16:
             log("warning: bf16 asked for, but this CPU has no native bf16 (AMX / AVX-512 BF16): training in fp32")
         self.perceptual = self.perceptual_loss(perceptual)
+        self.vessel_judge = frozen_segmenter(cfg.vessel_model) if cfg.w_vessel else None
         self.disc = build_model("patch-d") if cfg.w_gan else None
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
@@ -202,6 +218,28 @@ class RestorerTrainer(TrainingRun):
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch, n_id, gen
 
+    def detail_terms(self, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The terms that ask for the clean photograph's detail (local contrast, band-pass signal, vessels),
+        those the config weighs; every restorer architecture's trainer adds them to its own."""
+        cfg = self.cfg
+        terms = {}
+        if cfg.w_contrast:
+            terms["contrast"] = contrast_loss(pred, gt)
+        if cfg.w_contrast_match:
+            terms["contrast_match"] = contrast_match_loss(pred, gt)
+        if cfg.w_contrast_map:
+            terms["contrast_map"] = contrast_map_loss(pred, gt)
+        if cfg.w_band:
+            terms["band"] = band_loss(pred, gt)
+        if self.vessel_judge is not None:
+            terms["vessel"] = vessel_map_loss(self.vessel_judge, pred, gt)
+        return terms
+
+    def detail_weights(self) -> dict[str, float]:
+        cfg = self.cfg
+        return {"contrast": cfg.w_contrast, "contrast_match": cfg.w_contrast_match,
+                "contrast_map": cfg.w_contrast_map, "band": cfg.w_band, "vessel": cfg.w_vessel}
+
     def train_step(self, lq: torch.Tensor, gt: torch.Tensor, real: torch.Tensor | None = None) -> dict[str, float]:
         cfg = self.cfg
         self.set_lr()
@@ -222,22 +260,14 @@ class RestorerTrainer(TrainingRun):
             terms["edge"] = edge_loss(pred, gt)
         if cfg.w_keep_mean:
             terms["keep_mean"] = keep_mean_loss(pred, lq)
-        if cfg.w_contrast:
-            terms["contrast"] = contrast_loss(pred, gt)
-        if cfg.w_contrast_match:
-            terms["contrast_match"] = contrast_match_loss(pred, gt)
-        if cfg.w_contrast_map:
-            terms["contrast_map"] = contrast_map_loss(pred, gt)
-        if cfg.w_band:
-            terms["band"] = band_loss(pred, gt)
+        terms.update(self.detail_terms(pred, gt))
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
             terms["gan"] = gan_generator_loss(self.disc(pred))
         weights = {"pixel": cfg.w_pixel, "identity": cfg.w_identity, "perceptual": cfg.w_perceptual,
-                   "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean, "contrast": cfg.w_contrast,
-                   "contrast_match": cfg.w_contrast_match, "contrast_map": cfg.w_contrast_map,
-                   "band": cfg.w_band, "consistency": self.consistency_weight()}
+                   "gan": cfg.w_gan, "edge": cfg.w_edge, "keep_mean": cfg.w_keep_mean,
+                   "consistency": self.consistency_weight(), **self.detail_weights()}
         if real is not None:
             with torch.no_grad():
                 target = self.ema(perturb(real, gen))

@@ -132,13 +132,13 @@ def test_mage_trains_all_parts_and_resumes(tmp_path: Path, retina: np.ndarray) -
     cfg = RestorerConfig(model="mage-s", data=[str(img_dir)], vessel_masks=[str(ves_dir)], real_lq=[str(img_dir)],
                          out=str(tmp_path / "run"), steps=3, batch_size=2, crop=48, max_side=128, val_images=1,
                          val_every=3, save_every=3, workers=0, warmup=1, threads=1, lr=1e-3, kind="real",
-                         val_kind="real", w_edge=1.0, consistency_rampup=1)
+                         val_kind="real", w_edge=1.0, consistency_rampup=1, w_band=1.0, w_contrast_match=0.5)
     trainer = restorer_trainer(cfg, log=lambda m: None)
     assert isinstance(trainer, MageTrainer)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run(progress=False)
     rec = [line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()][-1]
-    for term in ("pixel", "edge", "identity", "seg", "consistency"):
+    for term in ("pixel", "edge", "identity", "seg", "consistency", "band", "contrast_match"):
         assert f'"{term}"' in rec
     after = trainer.model.state_dict()
     for part in ("stage1.", "sam.", "rsp.", "fabs.", "out2."):
