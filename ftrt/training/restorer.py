@@ -14,6 +14,7 @@ from ftrt.metrics import psnr, ssim, structure_psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, restore_array
 from ftrt.models.registry import preset_kwargs
+from ftrt.models.vessels import VesselNet
 from ftrt.training.config import RestorerConfig
 from ftrt.training.data import (
     FundusImage,
@@ -115,10 +116,8 @@ def freeze_parts(model: torch.nn.Module, names: list[str]) -> None:
             p.requires_grad_(False)
 
 
-def frozen_segmenter(path: str) -> torch.nn.Module:
+def frozen_segmenter(path: str) -> VesselNet:
     """The vessel-map term's judge: a trained ``vessel-s`` (or any VesselNet), fixed while the restorer learns."""
-    from ftrt.models.vessels import VesselNet
-
     if not path:
         raise ValueError("w_vessel needs vessel_model: the weights of `ftrt train vessels`")
     net, meta = load_model(path)

@@ -102,3 +102,19 @@ def test_restorer_learns_against_a_frozen_judge(tmp_path: Path, retina: np.ndarr
     with pytest.raises(ValueError, match="not a vessel segmenter"):
         RestorerTrainer(RestorerConfig(out=str(tmp_path / "b"), w_vessel=1.0, vessel_model=restorer, **base),
                         log=lambda m: None)
+
+
+def test_train_vessels_cli(tmp_path: Path, retina: np.ndarray) -> None:
+    from click.testing import CliRunner
+
+    from ftrt.cli.main import main
+
+    img_dir, ves_dir = _pool_with_vessels(tmp_path, retina)
+    r = CliRunner().invoke(main, [
+        "train", "vessels", "--data", str(img_dir), "--vessel-masks", str(ves_dir), "--out", str(tmp_path / "run"),
+        "--steps", "2", "--batch-size", "2", "--crop", "32", "--set", "val_images=1", "--set", "workers=0",
+        "--set", "max_side=96", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "card.json").exists() and (tmp_path / "run" / "final.safetensors").exists()
+    r2 = CliRunner().invoke(main, ["train", "vessels", "--data", str(img_dir), "--out", str(tmp_path / "x")])
+    assert r2.exit_code == 2 and "no training data" in r2.output
