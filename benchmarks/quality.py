@@ -49,7 +49,7 @@ from ftrt.enhance import enhance  # noqa: E402
 from ftrt.evaluate import read_mask  # noqa: E402
 from ftrt.fov import fov_mask  # noqa: E402
 from ftrt.io import collect_inputs, read_image  # noqa: E402
-from ftrt.metrics import psnr, ssim  # noqa: E402
+from ftrt.metrics import dice, psnr, ssim  # noqa: E402
 from ftrt.realism import VESSEL_SHARE, inner_fov, vessel_contrast, vesselness  # noqa: E402
 from ftrt.runtime import open_pipeline, open_scorer  # noqa: E402
 from ftrt.runtime.models import WEIGHTS_DIR  # noqa: E402
@@ -71,10 +71,6 @@ def segment(v: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
     inside = inner_fov(mask)
     t = float(np.quantile(v[inside], 1 - VESSEL_SHARE))
     return (v > t) & inside, t
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
 
 def fov_stats(img: np.ndarray, mask: np.ndarray) -> dict[str, float]:

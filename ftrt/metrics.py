@@ -60,6 +60,11 @@ def ssim(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data
     return float(smap[mask].mean() if mask is not None else smap.mean())
 
 
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean maps (0 when both are empty)."""
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+
 def _check_pair(pred: np.ndarray, ref: np.ndarray) -> None:
     if pred.shape != ref.shape:
         raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")

@@ -9,9 +9,9 @@ restorer draws is texture it may take for vessels: both cost the restorer.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ftrt.models.blocks import pad_to_multiple
 from ftrt.models.mage import RSP
 
 
@@ -28,10 +28,7 @@ class VesselNet(nn.Module):
         # Each crop's own per-channel mean removed: the segmenter answers "where are the vessels", blind to
         # the photograph's exposure, so the restorer's term built on it teaches no colour.
         x = x - x.mean(dim=(2, 3), keepdim=True)
-        ph, pw = -h % self.pad_multiple, -w % self.pad_multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-        _, logits = self.rsp(x)
+        _, logits = self.rsp(pad_to_multiple(x, self.pad_multiple))
         return [lg[..., : -(-h // 2**i), : -(-w // 2**i)] for i, lg in enumerate(logits)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

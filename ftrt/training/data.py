@@ -142,6 +142,13 @@ def rescale(item: FundusImage, rng: np.random.Generator,
     return img.astype(np.float32) / 255.0, mask
 
 
+def vessels_at(item: FundusImage, shape: tuple[int, ...]) -> np.ndarray:
+    """The photograph's vessel annotation on the grid of its rescaled copy (``shape``: H, W), as the share of
+    each pixel that is vessel."""
+    assert item.vessels is not None
+    return cv2.resize(item.vessels.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
 def random_crop_in_fov(rng: np.random.Generator, mask: np.ndarray, crop: int) -> tuple[int, int]:
     """Top-left corner of a crop centred on a random FOV pixel (few crops of black border)."""
     h, w = mask.shape
@@ -205,11 +212,7 @@ class PairedDegradationDataset(Dataset):
         if not self.vessels:
             lq_c, gt_c = augment(rng, lq[sl], gt[sl])
             return to_chw(lq_c), to_chw(gt_c)
-        if item.vessels is None:
-            ves = np.full(clean.shape[:2], -1.0, np.float32)
-        else:
-            size = (clean.shape[1], clean.shape[0])
-            ves = cv2.resize(item.vessels.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        ves = np.full(clean.shape[:2], -1.0, np.float32) if item.vessels is None else vessels_at(item, clean.shape[:2])
         lq_c, gt_c, ves_c = augment(rng, lq[sl], gt[sl], ves[sl][..., None])
         return to_chw(lq_c), to_chw(gt_c), to_chw(ves_c)
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ftrt.metrics import dice
 from ftrt.models import build_model
 from ftrt.models.registry import preset_kwargs
 from ftrt.training.config import VesselConfig
@@ -27,6 +28,7 @@ from ftrt.training.data import (
     rescale,
     split_pool,
     to_chw,
+    vessels_at,
 )
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import vessel_loss
@@ -44,24 +46,15 @@ class VesselCropDataset(Dataset):
         return 2**62
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        import cv2
-
         rng = np.random.default_rng([self.seed, 5, int(index)])
         item = self.pool[int(rng.integers(len(self.pool)))]
         clean, mask = rescale(item, rng, self.scale_range)
-        assert item.vessels is not None
-        ves = cv2.resize(item.vessels.astype(np.float32), (clean.shape[1], clean.shape[0]),
-                         interpolation=cv2.INTER_AREA)
+        ves = vessels_at(item, clean.shape[:2])
         crop = min(self.crop, *clean.shape[:2])
         y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         img, ves_c = augment(rng, (clean * mask[..., None])[sl], ves[sl][..., None])
         return to_chw(img), to_chw(ves_c)
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = float(np.logical_and(pred, truth).sum())
-    return 2 * inter / max(1.0, float(pred.sum() + truth.sum()))
 
 
 class VesselTrainer(TrainingRun):
@@ -71,10 +64,10 @@ class VesselTrainer(TrainingRun):
         self.model_kwargs = preset_kwargs(cfg.model)
         super().__init__(cfg, build_model(cfg.model, **self.model_kwargs), log)
         pool = load_pool_logged(cfg.data, cfg.max_side, log)
-        n = attach_vessels(pool, cfg.vessel_masks)
+        attach_vessels(pool, cfg.vessel_masks)
         pool = [p for p in pool if p.vessels is not None]
-        if n == 0 or len(pool) <= cfg.val_images:
-            raise ValueError(f"{n} training photographs have a vessel annotation: too few (set vessel_masks)")
+        if len(pool) <= cfg.val_images:
+            raise ValueError(f"{len(pool)} training photographs have a vessel annotation: too few (set vessel_masks)")
         self.train_pool, self.val_pool = split_pool(pool, cfg.val_images, cfg.seed)
         self.dataset = VesselCropDataset(self.train_pool, cfg.crop, cfg.seed, (cfg.scale_min, cfg.scale_max))
 
@@ -105,8 +98,7 @@ class VesselTrainer(TrainingRun):
 
     def finish(self) -> dict[str, Any]:
         result = super().finish()
-        self.save()
-        write_card(self.out)
+        write_card(self.out)  # reads last/state.json, which run() saved at the final step
         return result
 
 

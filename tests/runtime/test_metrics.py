@@ -5,7 +5,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from ftrt.metrics import psnr, ssim, ssim_map
+from ftrt.metrics import dice, psnr, ssim, ssim_map
 
 
 def test_psnr_hand_computed() -> None:
@@ -37,3 +37,11 @@ def test_ssim_matches_scikit_image(retina: np.ndarray) -> None:
     # skimage's border differs (it crops half a window); the interior must agree.
     assert np.abs(full.mean(axis=2) - ours)[5:-5, 5:-5].max() < 1e-3
     assert ssim(retina, retina) == 1.0
+
+
+def test_dice_of_boolean_maps() -> None:
+    a = np.zeros((4, 4), bool)
+    a[1] = True
+    b = a.copy()
+    b[2] = True
+    assert dice(a, a) == 1.0 and math.isclose(dice(a, b), 2 / 3) and dice(a & False, b & False) == 0.0
