@@ -85,10 +85,12 @@ def methods_for(models: list[str]) -> dict[str, Method]:
     out: dict[str, Method] = {"input": lambda img: img, "CLAHE": lambda img: enhance(img, "clahe"),
                               "DCP": lambda img: enhance(img, "dcp")}
     for spec in models:
-        # A diffusion pipeline directory may carry sampler options: DIR#steps=4#refine.
+        # A diffusion pipeline directory may carry sampler options (DIR#steps=4#refine), any restorer the
+        # pipeline's strength (res-s#strength=1.5).
         name, *opts = spec.split("#")
         kw: dict[str, Any] = {"refine": "refine" in opts}
         kw.update(("steps", int(o[6:])) for o in opts if o.startswith("steps="))
+        kw.update(("strength", float(o[9:])) for o in opts if o.startswith("strength="))
         opened = open_pipeline(name, "ort", threads=2, **kw)
         side = opened.pipeline.work_side
         label = f"{Path(name).stem}{''.join(' ' + o for o in opts)} ({side or 'native'} px)"

@@ -23,6 +23,9 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--tile", type=click.IntRange(min=0), default=1024, show_default=True, callback=tile_side,
               help="Tile above this many pixels (0: never; else at least 128, twice the overlap).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the backend.")
+@click.option("--strength", type=click.FloatRange(0, 4),
+              help="How much of the restorer's correction to apply (0: none, 1: as trained, >1: more); default: "
+                   "the model's own (its card says how it was chosen).")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
 @click.option("--cuda-graph", is_flag=True, help="trt backend: capture each input shape once as a CUDA graph.")
 @click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
@@ -43,7 +46,8 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--server-wait", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="With --server: how long to wait (with back-off) for a server that is down or restarting.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
-            threads: int | None, side_by_side: bool, cuda_graph: bool, gate: bool, gate_model: str,
+            threads: int | None, strength: float | None, side_by_side: bool, cuda_graph: bool, gate: bool,
+            gate_model: str,
             skip_invalid: bool, dicom_out: str, steps: int | None, seed: int, refine: bool, as_json: bool,
             server: str | None, server_wait: float) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
@@ -57,6 +61,8 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
 
         if not is_pipeline_dir(model_ref):
             fail("--steps and --refine set a diffusion pipeline's sampler: give its directory as --model")
+    if server and strength is not None:
+        fail("--strength sets a local pipeline; with --server the server's repository decides")
     if server:
         from ftrt.serving.client import RemoteRestorer
 
@@ -74,7 +80,7 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
         return
     opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, tile=tile,
                                          gate=gate, gate_model=gate_model, cuda_graph=cuda_graph,
-                                         steps=steps, seed=seed, refine=refine))
+                                         steps=steps, seed=seed, refine=refine, strength=strength))
     with opened:
         run_batch(lambda: restore_files(list(inputs), out_dir, opened, side_by_side, progress=not as_json,
                                         skip_invalid=skip_invalid, dicom_out=dicom_out),

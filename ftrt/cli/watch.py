@@ -21,6 +21,9 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--max-side", type=click.IntRange(min=0), callback=working_side,
               help="Working resolution (default: the model's own).")
 @click.option("--threads", type=click.IntRange(min=1))
+@click.option("--strength", type=click.FloatRange(0, 4),
+              help="How much of the restorer's correction to apply (0: none, 1: as trained, >1: more); default: "
+                   "the model's own (its card says how it was chosen).")
 @click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
 @click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between scans; a file must be unchanged over one interval to be taken.")
@@ -35,7 +38,8 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--server-wait", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="With --server: seconds to wait for it per file before the file is retried later.")
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
-          threads: int | None, gate: bool, poll: float, once: bool, status_dir: str | None, dicom_out: str,
+          threads: int | None, strength: float | None, gate: bool, poll: float, once: bool, status_dir: str | None,
+          dicom_out: str,
           side_by_side: bool, server: str | None, server_wait: float) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
     from ftrt.jobs import RestoreJob
@@ -50,6 +54,8 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         return
     if not in_dir or not out_dir:
         fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
+    if server and strength is not None:
+        fail("--strength sets a local pipeline; with --server the server's repository decides")
     if server:
         from ftrt.serving.client import RemoteRestorer
 
@@ -66,7 +72,8 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
             remote.close()
         click.echo(stats.summary())
         return
-    opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate))
+    opened = open_or_fail(lambda: open_pipeline(model_ref, backend, threads=threads, max_side=max_side, gate=gate,
+                                                strength=strength))
     record = opened.model_info()
     with opened:
         try:

@@ -86,14 +86,19 @@ def check_restorer(backend: Backend, model: str) -> None:
 def open_pipeline(model: str, backend: str = "auto", threads: int | None = None, max_side: int | None = None,
                   tile: int | None = 1024, gate: bool = False, gate_model: str = "readability",
                   cuda_graph: bool = False, steps: int | None = None, seed: int | None = None,
-                  refine: bool = False) -> OpenPipeline:
+                  refine: bool = False, strength: float | None = None) -> OpenPipeline:
     """Open the restorer ``model`` (shipped name or file) on ``backend`` inside the fundus pipeline; with
     ``gate``, the readability classifier beside it (on the same runtime; with ``trt`` it picks its own backend
     from its file, since the shipped classifier is an ONNX, not an engine)."""
     be = open_backend(backend, model, threads=threads, cuda_graph=cuda_graph, steps=steps, seed=seed, refine=refine)
     try:
         check_restorer(be, model)
-        pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None))
+        pipeline = FundusPipeline(be, PipelineConfig(max_side=max_side, tile=tile or None,
+                                                      strength=strength))
+        try:
+            pipeline.strength  # noqa: B018 - a bad metadata value fails here, once, with the file named
+        except ValueError as exc:
+            raise ValueError(f"{model}: {exc}") from None
         scorer = open_scorer("auto" if backend == "trt" else backend, gate_model, threads) if gate else None
     except BaseException:
         be.close()

@@ -2,8 +2,8 @@
 
 preprocess: FOV mask, crop to its bounding box, optional working resolution.
 backend:    whole image, or tiles with feathered overlap above ``tile`` pixels.
-postprocess: clip, back to the crop's resolution, fade the correction out at the FOV's rim, paste into the
-             frame, zero outside the FOV.
+postprocess: back to the crop's resolution, scale the correction by the strength and fade it out at the
+             FOV's rim, clip, paste into the frame, zero outside the FOV.
 
 At a reduced working resolution only the *correction* (restored minus input)
 is upsampled and added to the full-resolution photograph, so the native
@@ -23,6 +23,9 @@ from ftrt.fov import fov_mask, mask_bbox
 from ftrt.runtime.backends.base import Backend
 from ftrt.runtime.tiles import run_tiled
 
+# Beyond this the correction is mostly its own artefacts amplified; a larger value is a typo, not a wish.
+MAX_STRENGTH = 4.0
+
 
 @dataclass
 class PipelineConfig:
@@ -35,6 +38,11 @@ class PipelineConfig:
     # bright ring (measured: +12 grey levels 2-8 px inside the edge of a 768 px photograph); the rim holds
     # no retina to restore. 0: off.
     rim: float = 0.03
+    # How much of the restorer's correction (restored minus input) is applied: 1 as trained, 0 the input,
+    # above 1 extrapolated. None: the model's metadata ``strength`` (set at export from the model card, where
+    # it was chosen on validation photographs), else 1. A clinic may want a gentler or stronger restoration
+    # than the one the selection split favoured, without a new model.
+    strength: float | None = None
 
 
 @dataclass
@@ -61,12 +69,27 @@ class FundusPipeline:
         self.config = config or PipelineConfig()
         if self.config.tile is not None and self.config.tile < 2 * self.config.overlap:
             raise ValueError(f"tile {self.config.tile} must be at least twice the overlap {self.config.overlap}")
+        if self.config.strength is not None and not 0.0 <= self.config.strength <= MAX_STRENGTH:
+            raise ValueError(f"strength {self.config.strength} is outside 0-{MAX_STRENGTH:g}")
 
     @property
     def work_side(self) -> int | None:
         if self.config.max_side is not None:
             return self.config.max_side or None
         return int(self.backend.info.metadata.get("work_side", 0) or 0) or None
+
+    @property
+    def strength(self) -> float:
+        if self.config.strength is not None:
+            return float(self.config.strength)
+        raw = self.backend.info.metadata.get("strength")
+        try:
+            value = float(raw) if raw not in (None, "") else 1.0
+        except (TypeError, ValueError):
+            raise ValueError(f"model metadata strength={raw!r} is not a number") from None
+        if not 0.0 <= value <= MAX_STRENGTH:  # metadata is untrusted input: a wild gain would wreck every photograph
+            raise ValueError(f"model metadata strength={value} is outside 0-{MAX_STRENGTH:g}")
+        return value
 
     def _infer(self, img: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
@@ -113,14 +136,19 @@ class FundusPipeline:
             delta = cv2.resize(out - work, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_CUBIC)
             out = crop + delta
         fade = rim_fade(mask[y0:y1, x0:x1], self.config.rim)
+        gain = self.strength
         if fade is not None:
-            out = crop + (out - crop) * fade[..., None]
+            out = crop + (out - crop) * (gain * fade[..., None])
+        elif gain != 1.0:
+            out = crop + (out - crop) * gain
         out = np.clip(out, 0.0, 1.0)
         frame = np.zeros_like(img, dtype=np.float32)
         frame[y0:y1, x0:x1] = out
         frame *= mask[..., None]
         ms["postprocess"] = (time.perf_counter() - t2) * 1e3
         info: dict[str, Any] = {"fov_bbox": [y0, y1, x0, x1], "work_shape": list(work.shape[:2]), "tiled": tiled}
+        if gain != 1.0:
+            info["strength"] = gain
         if notice:
             info["notice"] = notice
         return RestoreResult(frame, mask, ms, info)

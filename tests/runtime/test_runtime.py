@@ -164,3 +164,70 @@ def test_restore_as_real_subprocess(random_onnx: Path, retina_png: Path, tmp_pat
                            "--model", str(random_onnx)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "1 written, 0 failed" in proc.stdout
+
+
+def _with_metadata(src: Path, dst: Path, **meta: str) -> Path:
+    import onnx
+
+    m = onnx.load(str(src))
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_strength_scales_the_correction(random_onnx: Path, retina: np.ndarray, tmp_path: Path) -> None:
+    """0 gives the input back, 1 the model as trained, 2 twice its change (where nothing clips); the model's
+    metadata sets the default and the caller's value overrides it."""
+    with open_backend("ort", str(random_onnx), threads=2) as be:
+        runs = {s: FundusPipeline(be, PipelineConfig(tile=None, rim=0.0, strength=s)).restore(retina)
+                for s in (0.0, 1.0, 2.0)}
+        default = FundusPipeline(be, PipelineConfig(tile=None, rim=0.0)).restore(retina)
+    src = retina * runs[1.0].mask[..., None]
+    np.testing.assert_allclose(runs[0.0].image, src, atol=1e-6)
+    np.testing.assert_array_equal(default.image, runs[1.0].image)
+    d1, d2 = runs[1.0].image - src, runs[2.0].image - src
+    free = (runs[2.0].image > 0.01) & (runs[2.0].image < 0.99) & runs[1.0].mask[..., None]
+    assert np.abs(d1[free]).mean() > 1e-3, "the random head must change the photograph for this test to mean much"
+    np.testing.assert_allclose(d2[free], 2 * d1[free], atol=1e-5)
+    assert runs[2.0].info["strength"] == 2.0 and "strength" not in runs[1.0].info
+
+    half = _with_metadata(random_onnx, tmp_path / "half.onnx", strength="0.5")
+    with open_backend("ort", str(half), threads=2) as be:
+        meta = FundusPipeline(be, PipelineConfig(tile=None, rim=0.0)).restore(retina)
+        override = FundusPipeline(be, PipelineConfig(tile=None, rim=0.0, strength=1.0)).restore(retina)
+    inside = (runs[1.0].image > 0.01) & (runs[1.0].image < 0.99) & runs[1.0].mask[..., None]
+    np.testing.assert_allclose((meta.image - src)[inside], 0.5 * d1[inside], atol=1e-5)
+    np.testing.assert_array_equal(override.image, runs[1.0].image)
+
+
+@pytest.mark.parametrize("value", ["9", "-1", "nan", "strong"])
+def test_bad_strength_in_a_model_is_refused_naming_the_file(random_onnx: Path, tmp_path: Path, value: str) -> None:
+    from ftrt.runtime import open_pipeline
+
+    bad = _with_metadata(random_onnx, tmp_path / "bad.onnx", strength=value)
+    with pytest.raises(ValueError, match=r"bad\.onnx: model metadata strength"):
+        open_pipeline(str(bad), "ort", threads=1)
+
+
+def test_strength_out_of_range_is_refused(random_onnx: Path) -> None:
+    with open_backend("ort", str(random_onnx), threads=1) as be:
+        with pytest.raises(ValueError, match="strength 5"):
+            FundusPipeline(be, PipelineConfig(strength=5.0))
+
+
+def test_restore_cli_strength(random_onnx: Path, retina_png: Path, tmp_path: Path) -> None:
+    """--strength 0 writes the photograph back (inside its FOV); a model whose metadata strength is not a number
+    is one error line naming the file, before any photograph is touched."""
+    out = tmp_path / "zero"
+    r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(out), "--model", str(random_onnx),
+                                  "--strength", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    src, _ = read_image(retina_png)
+    got, _ = read_image(out / "retina.png")
+    inside = got.sum(axis=2) > 0
+    assert inside.mean() > 0.5 and np.abs(got[inside] - src[inside]).max() <= 1.5 / 255
+    bad = _with_metadata(random_onnx, tmp_path / "bad.onnx", strength="strong")
+    r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(tmp_path / "b"), "--model", str(bad)])
+    assert r.exit_code == 2 and r.output.startswith(f"error: {bad}") and r.output.count("\n") == 1, r.output
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
