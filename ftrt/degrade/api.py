@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -22,13 +23,17 @@ def degrade(
     rng: np.random.Generator,
     mask: np.ndarray | None = None,
     syn: SynFn | None = None,
+    probability: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Degrade float RGB [0, 1]; returns (degraded float32 image, every sampled parameter).
 
-    ``kind="syn"`` needs ``syn``, a trained Catintell-Syn generator (``SynDegrader``).
+    ``kind="syn"`` needs ``syn``, a trained Catintell-Syn generator (``SynDegrader``); ``probability``
+    overrides how often each physical family of ``kind="real"`` is drawn (``physical.PROBABILITY``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown degradation kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if probability and kind != "real":
+        raise ValueError(f"family probabilities apply to kind 'real', not {kind!r}")
     if kind == "syn" and syn is None:
         raise ValueError("kind 'syn' needs a trained Catintell-Syn generator (--syn-model)")
     img = np.ascontiguousarray(img, dtype=np.float32)
@@ -48,7 +53,7 @@ def degrade(
             p = sample_cofe(rng, shape)
             out = apply_cofe(out, mask, p)
         elif step == "real":
-            p = sample_physical(rng, shape)
+            p = sample_physical(rng, shape, probability=probability)
             out = apply_physical(out, mask, p)
         elif step == "syn":
             assert syn is not None

@@ -30,6 +30,7 @@ in a third of its inputs learns to smooth, and smooths the faint texture of real
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -61,17 +62,32 @@ def _fov_geometry(mask: np.ndarray) -> tuple[float, float, float]:
             max(float(ys.max() - ys.min()), float(xs.max() - xs.min()), 2.0) / 2)
 
 
+def check_probability(probability: Mapping[str, float]) -> dict[str, float]:
+    """A training run's per-family overrides of ``PROBABILITY``, checked: known families, values in 0-1."""
+    if not isinstance(probability, Mapping):
+        raise ValueError(f"family probabilities must map a family to a probability, not {probability!r}")
+    unknown = set(probability) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown degradation families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    bad = {k: v for k, v in probability.items() if not 0.0 <= float(v) <= 1.0}
+    if bad:
+        raise ValueError(f"family probabilities must lie in 0-1: {bad}")
+    return {k: float(v) for k, v in probability.items()}
+
+
 def sample_physical(rng: np.random.Generator, shape: tuple[int, int], families: tuple[str, ...] = FAMILIES,
-                    only: str | None = None) -> dict[str, Any]:
+                    only: str | None = None, probability: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Every parameter of one degradation; ``families`` limits what may be drawn (held-out evaluation),
-    ``only`` draws exactly that one family (the per-family tests and plots)."""
+    ``only`` draws exactly that one family (the per-family tests and plots), ``probability`` overrides how
+    often some families are drawn (a training run that dwells on what its restorer fails at)."""
     unknown = set(families) - set(FAMILIES) | ({only} - set(FAMILIES) if only else set())
     if unknown:
         raise ValueError(f"unknown degradation families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    odds = {**PROBABILITY, **check_probability(probability or {})}
     if only:
         chosen = [only]
     else:
-        chosen = [k for k in FAMILIES if k in families and rng.uniform() < PROBABILITY[k]]
+        chosen = [k for k in FAMILIES if k in families and rng.uniform() < odds[k]]
         primary = [k for k in PRIMARY if k in families]
         if primary and not any(k in chosen for k in primary):
             chosen.append(primary[int(rng.integers(len(primary)))])

@@ -30,6 +30,8 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
         "training": {
             "data": cfg["data"],
             "degradation": cfg["kind"],
+            # Absent from the cards of runs made before the key existed: those drew the default probabilities.
+            "family_probability": cfg.get("family_probability") or None,
             "steps": meta["steps"],
             "batch_size": cfg["batch_size"],
             "crop": cfg["crop"],

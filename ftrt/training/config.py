@@ -95,6 +95,9 @@ class RestorerConfig(GeneratorConfig):
     # Learnt Catintell-Syn pairs: kind "syn" trains on them only; syn_fraction mixes them with `kind`.
     syn_model: str = "syn"
     syn_fraction: float = 0.0
+    # kind "real": how often some physical families are drawn, overriding ftrt.degrade.physical.PROBABILITY
+    # (e.g. {veil: 0.8}), for a run that dwells on the family its restorer recovers least.
+    family_probability: dict[str, float] = field(default_factory=dict)
     # Mean teacher (T-MAGE-Net style): real unlabelled low-quality images, consistency against the EMA.
     real_lq: list[str] = field(default_factory=list)
     w_consistency: float = 1.0
@@ -228,6 +231,11 @@ def _coerce(value: str, target: Any) -> Any:
         return float(value)
     if isinstance(target, list):
         return [v for v in value.split(",") if v]
+    if isinstance(target, dict):  # key:value,key:value (numbers), e.g. family_probability=veil:0.8,motion:0.25
+        pairs = [v.split(":", 1) for v in value.split(",") if v]
+        if any(len(kv) != 2 for kv in pairs):
+            raise ValueError(f"expected key:value,key:value, got {value!r}")
+        return {k.strip(): float(v) for k, v in pairs}
     return value
 
 

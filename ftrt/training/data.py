@@ -7,6 +7,7 @@ therefore sees exactly the samples the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -182,9 +183,11 @@ class PairedDegradationDataset(Dataset):
 
     def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
                  syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0),
-                 vessels: bool = False, vessel_fraction: float = 0.0) -> None:
+                 vessels: bool = False, vessel_fraction: float = 0.0,
+                 probability: Mapping[str, float] | None = None) -> None:
         if not pool:
             raise ValueError("no usable training images")
+        self.probability = dict(probability or {})
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
         self.syn, self.syn_fraction = syn, syn_fraction
         self.scale_range = scale_range
@@ -205,7 +208,8 @@ class PairedDegradationDataset(Dataset):
         clean, mask = rescale(item, rng, self.scale_range)
         crop = min(self.crop, *clean.shape[:2])
         use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
-        lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=mask, syn=self.syn)
+        lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=mask, syn=self.syn,
+                        probability=None if use_syn else self.probability)
         y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         gt = clean * mask[..., None]

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ftrt.degrade.syn import SynDegrader
+from ftrt.degrade.physical import check_probability
 from ftrt.metrics import psnr, ssim, structure_psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, restore_array
@@ -171,6 +172,10 @@ class RestorerTrainer(TrainingRun):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
             self.extra["disc"] = self.disc
+        if cfg.family_probability:
+            if cfg.kind != "real":
+                raise ValueError(f"family_probability applies to kind 'real', not {cfg.kind!r}")
+            check_probability(cfg.family_probability)  # a typo fails now, not in a data-loader worker
         train, val = split_pool(load_pool_logged(cfg.data, cfg.max_side, log, square=cfg.square), cfg.val_images,
                                 cfg.seed)
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
@@ -181,7 +186,7 @@ class RestorerTrainer(TrainingRun):
         self.dataset: Dataset = PairedDegradationDataset(
             train, classical, cfg.crop, cfg.seed, syn=syn, syn_fraction=syn_fraction,
             scale_range=(cfg.scale_min, cfg.scale_max), vessels=self.needs_vessels,
-            vessel_fraction=cfg.vessel_fraction)
+            vessel_fraction=cfg.vessel_fraction, probability=cfg.family_probability)
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool = load_pool_logged(cfg.real_lq, cfg.max_side, log)

@@ -67,3 +67,22 @@ def test_kind_real_through_the_api_records_every_parameter(photo) -> None:
     np.testing.assert_array_equal(out, again)
     assert params["steps"] == ["real"] and params["real"]["families"]
     assert all(k in params["real"] for k in params["real"]["families"])
+
+
+def test_family_probability_overrides_how_often_a_family_is_drawn(photo) -> None:
+    img, mask = photo
+    shape = img.shape[:2]
+    for seed in range(30):
+        assert "veil" in sample_physical(np.random.default_rng(seed), shape, probability={"veil": 1.0})["families"]
+        assert "veil" not in sample_physical(np.random.default_rng(seed), shape, probability={"veil": 0.0})["families"]
+        # No override draws exactly as before the option existed (the same photographs for old configs).
+        assert sample_physical(np.random.default_rng(seed), shape, probability={}) == \
+            sample_physical(np.random.default_rng(seed), shape)
+    veiled, params = degrade(img, "real", np.random.default_rng(3), mask=mask, probability={"veil": 1.0})
+    assert "veil" in params["real"]["families"]
+    with pytest.raises(ValueError, match="unknown degradation families"):
+        sample_physical(np.random.default_rng(0), shape, probability={"haemorrhage": 0.5})
+    with pytest.raises(ValueError, match="0-1"):
+        sample_physical(np.random.default_rng(0), shape, probability={"veil": 1.5})
+    with pytest.raises(ValueError, match="kind 'real'"):
+        degrade(img, "cofe", np.random.default_rng(0), mask=mask, probability={"veil": 1.0})

@@ -290,3 +290,17 @@ def test_chain_parts_from_their_own_runs_and_a_frozen_part_stays(tiny_data: Path
                         log=lambda m: None)
     with pytest.raises(ValueError, match="no part 'colour'"):
         RestorerTrainer(_cfg(tiny_data, tmp_path / "f", model="light-res-s", freeze=["colour"]), log=lambda m: None)
+
+
+def test_family_probability_is_checked_before_training_and_recorded(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="kind 'real'"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "a", kind="mixed", family_probability={"veil": 0.8}),
+                        log=lambda m: None)
+    with pytest.raises(ValueError, match="unknown degradation families"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "b", kind="real", family_probability={"vail": 0.8}),
+                        log=lambda m: None)
+    trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", kind="real", family_probability={"veil": 1.0}),
+                              log=lambda m: None)
+    assert trainer.dataset.probability == {"veil": 1.0}
+    cfg = load_config(RestorerConfig, None, sets=["kind=real", "family_probability=veil:0.8,motion:0.25"])
+    assert cfg.family_probability == {"veil": 0.8, "motion": 0.25}
