@@ -25,7 +25,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the backend.")
 @click.option("--strength", type=click.FloatRange(0, 4),
               help="How much of the restorer's correction to apply (0: none, 1: as trained, >1: more); default: "
-                   "the model's own (its card says how it was chosen).")
+                   "the model file's own, else 1.")
 @click.option("--side-by-side", is_flag=True, help="Also write <stem>_compare.png (input | restored).")
 @click.option("--cuda-graph", is_flag=True, help="trt backend: capture each input shape once as a CUDA graph.")
 @click.option("--gate", is_flag=True, help="Score readability before and after restoration.")
@@ -47,9 +47,8 @@ from ftrt.runtime.models import DEFAULT_MODEL
               help="With --server: how long to wait (with back-off) for a server that is down or restarting.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
             threads: int | None, strength: float | None, side_by_side: bool, cuda_graph: bool, gate: bool,
-            gate_model: str,
-            skip_invalid: bool, dicom_out: str, steps: int | None, seed: int, refine: bool, as_json: bool,
-            server: str | None, server_wait: float) -> None:
+            gate_model: str, skip_invalid: bool, dicom_out: str, steps: int | None, seed: int, refine: bool,
+            as_json: bool, server: str | None, server_wait: float) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import gate_summary, restore_files
     from ftrt.runtime import open_pipeline

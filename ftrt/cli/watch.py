@@ -23,7 +23,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--threads", type=click.IntRange(min=1))
 @click.option("--strength", type=click.FloatRange(0, 4),
               help="How much of the restorer's correction to apply (0: none, 1: as trained, >1: more); default: "
-                   "the model's own (its card says how it was chosen).")
+                   "the model file's own, else 1.")
 @click.option("--gate", is_flag=True, help="Record readability before and after in each sidecar.")
 @click.option("--poll", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between scans; a file must be unchanged over one interval to be taken.")
@@ -39,8 +39,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
               help="With --server: seconds to wait for it per file before the file is retried later.")
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
           threads: int | None, strength: float | None, gate: bool, poll: float, once: bool, status_dir: str | None,
-          dicom_out: str,
-          side_by_side: bool, server: str | None, server_wait: float) -> None:
+          dicom_out: str, side_by_side: bool, server: str | None, server_wait: float) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
     from ftrt.jobs import RestoreJob
     from ftrt.runtime import open_pipeline

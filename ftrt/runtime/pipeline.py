@@ -39,9 +39,9 @@ class PipelineConfig:
     # no retina to restore. 0: off.
     rim: float = 0.03
     # How much of the restorer's correction (restored minus input) is applied: 1 as trained, 0 the input,
-    # above 1 extrapolated. None: the model's metadata ``strength`` (set at export from the model card, where
-    # it was chosen on validation photographs), else 1. A clinic may want a gentler or stronger restoration
-    # than the one the selection split favoured, without a new model.
+    # above 1 extrapolated. None: the model file's metadata ``strength`` where it carries one (a packager's
+    # choice; no shipped model does, since a gain above 1 lost vessels on validation: docs/models.md), else 1.
+    # A clinic may want a gentler restoration than the one the selection split favoured, without a new model.
     strength: float | None = None
 
 

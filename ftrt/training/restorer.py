@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ftrt.degrade.syn import SynDegrader
 from ftrt.degrade.physical import check_probability
+from ftrt.degrade.syn import SynDegrader
 from ftrt.metrics import psnr, ssim, structure_psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, restore_array

@@ -78,7 +78,7 @@ def test_family_probability_overrides_how_often_a_family_is_drawn(photo) -> None
         # No override draws exactly as before the option existed (the same photographs for old configs).
         assert sample_physical(np.random.default_rng(seed), shape, probability={}) == \
             sample_physical(np.random.default_rng(seed), shape)
-    veiled, params = degrade(img, "real", np.random.default_rng(3), mask=mask, probability={"veil": 1.0})
+    _, params = degrade(img, "real", np.random.default_rng(3), mask=mask, probability={"veil": 1.0})
     assert "veil" in params["real"]["families"]
     with pytest.raises(ValueError, match="unknown degradation families"):
         sample_physical(np.random.default_rng(0), shape, probability={"haemorrhage": 0.5})
