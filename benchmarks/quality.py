@@ -32,7 +32,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -98,21 +98,28 @@ def methods_for(models: list[str]) -> dict[str, Method]:
     return out
 
 
-def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], None],
-                limit: int | None = None) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
+def drive_photographs(drive: Path, limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray,
+                                                                               np.ndarray]]:
+    """DRIVE's photographs in name order: (file stem, the clean photograph inside its FOV through 8 bit, the FOV
+    mask, the first observer's vessel annotation)."""
     for img_path in sorted((drive / "images").glob("*.tif"))[:limit]:
         stem = img_path.stem.split("_")[0]
         clean, _ = read_image(img_path)
         mask = read_mask(next((drive / "mask").glob(f"{stem}_*")))
-        clean = to8(clean * mask[..., None])
         truth = read_mask(next((drive / "1st_manual").glob(f"{stem}_*")))
+        yield img_path.stem, to8(clean * mask[..., None]), mask, truth
+
+
+def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], None],
+                limit: int | None = None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for name, clean, mask, truth in drive_photographs(drive, limit):
         seg_clean, t_clean = segment(vesselness(clean, mask), mask)
         # Pixels > 3 px from any annotated vessel (ftrt.realism.false_vessel_rate, with the clean threshold
         # computed once per photograph).
         away = inner_fov(mask) & ~cv2.dilate(truth.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         for kind in KINDS:
-            rng = np.random.default_rng([0, *img_path.stem.encode()])
+            rng = np.random.default_rng([0, *name.encode()])
             lq, _ = degrade(clean, kind, rng, mask=mask)
             lq = to8(lq)
             for label, fn in methods.items():
@@ -121,11 +128,11 @@ def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], No
                 sec = time.perf_counter() - t0
                 v = vesselness(out, mask)
                 seg, _ = segment(v, mask)
-                rows.append({"image": img_path.stem, "kind": kind, "method": label, "psnr": psnr(out, clean, mask),
+                rows.append({"image": name, "kind": kind, "method": label, "psnr": psnr(out, clean, mask),
                              "ssim": ssim(out, clean, mask), "dice": dice(seg, truth & inner_fov(mask)),
                              "dice_clean": dice(seg_clean, truth & inner_fov(mask)),
                              "false_vessel": float((v[away] > t_clean).mean()), "seconds": sec})
-        log(f"DRIVE {img_path.stem} done")
+        log(f"DRIVE {name} done")
     return {"rows": rows}
 
 

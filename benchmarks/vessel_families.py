@@ -26,12 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import cpu_name, invocation, write_report  # noqa: E402
-from quality import methods_for, segment, to8  # noqa: E402
+from quality import drive_photographs, methods_for, segment, to8  # noqa: E402
 
 from ftrt import __version__  # noqa: E402
 from ftrt.degrade.physical import FAMILIES, apply_physical, sample_physical  # noqa: E402
-from ftrt.evaluate import read_mask  # noqa: E402
-from ftrt.io import read_image  # noqa: E402
 from ftrt.metrics import dice  # noqa: E402
 from ftrt.realism import inner_fov, vesselness  # noqa: E402
 
@@ -41,21 +39,17 @@ def family_dice(drive: Path, models: list[str], limit: int | None,
     """{family: {method: [Dice per photograph]}}, with the clean photograph's Dice under method "clean"."""
     methods = {k: v for k, v in methods_for(models).items() if k != "DCP"}
     out: dict[str, dict[str, list[float]]] = {f: {} for f in FAMILIES}
-    for img_path in sorted((drive / "images").glob("*.tif"))[:limit]:
-        stem = img_path.stem.split("_")[0]
-        clean, _ = read_image(img_path)
-        mask = read_mask(next((drive / "mask").glob(f"{stem}_*")))
-        clean = to8(clean * mask[..., None])
-        truth = read_mask(next((drive / "1st_manual").glob(f"{stem}_*"))) & inner_fov(mask)
+    for name, clean, mask, truth in drive_photographs(drive, limit):
+        truth = truth & inner_fov(mask)
         d_clean = dice(segment(vesselness(clean, mask), mask)[0], truth)
         for i, fam in enumerate(FAMILIES):
-            rng = np.random.default_rng([1, *img_path.stem.encode(), i])
+            rng = np.random.default_rng([1, *name.encode(), i])
             lq = to8(apply_physical(clean, mask, sample_physical(rng, clean.shape[:2], only=fam)))
             out[fam].setdefault("clean", []).append(d_clean)
             for label, fn in methods.items():
                 restored = to8(fn(lq) * mask[..., None])
                 out[fam].setdefault(label, []).append(dice(segment(vesselness(restored, mask), mask)[0], truth))
-        log(f"DRIVE {img_path.stem} done")
+        log(f"DRIVE {name} done")
     return out
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ftrt.degrade import degrade
 from ftrt.degrade.api import SynFn
+from ftrt.degrade.physical import check_probability
 from ftrt.fov import fov_mask
 from ftrt.io import ImageReadError, collect_inputs, read_image
 from ftrt.runtime.readability import square_fov_crop
@@ -187,7 +188,10 @@ class PairedDegradationDataset(Dataset):
                  probability: Mapping[str, float] | None = None) -> None:
         if not pool:
             raise ValueError("no usable training images")
-        self.probability = dict(probability or {})
+        if probability and kind != "real":
+            raise ValueError(f"family_probability applies to kind 'real', not {kind!r}")
+        # Checked here, where the run takes it: a typo fails before training, not in a data-loader worker.
+        self.probability = check_probability(probability or {})
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
         self.syn, self.syn_fraction = syn, syn_fraction
         self.scale_range = scale_range

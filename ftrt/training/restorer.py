@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ftrt.degrade.physical import check_probability
 from ftrt.degrade.syn import SynDegrader
 from ftrt.metrics import psnr, ssim, structure_psnr
 from ftrt.models import build_model
@@ -172,10 +171,6 @@ class RestorerTrainer(TrainingRun):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
             self.extra["disc"] = self.disc
-        if cfg.family_probability:
-            if cfg.kind != "real":
-                raise ValueError(f"family_probability applies to kind 'real', not {cfg.kind!r}")
-            check_probability(cfg.family_probability)  # a typo fails now, not in a data-loader worker
         train, val = split_pool(load_pool_logged(cfg.data, cfg.max_side, log, square=cfg.square), cfg.val_images,
                                 cfg.seed)
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
