@@ -185,9 +185,11 @@ class PairedDegradationDataset(Dataset):
     def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
                  syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0),
                  vessels: bool = False, vessel_fraction: float = 0.0,
-                 probability: Mapping[str, float] | None = None) -> None:
+                 probability: Mapping[str, float] | None = None, input_bits: int = 0) -> None:
         if not pool:
             raise ValueError("no usable training images")
+        check_bits(input_bits)
+        self.input_bits = input_bits
         if probability and kind != "real":
             raise ValueError(f"family_probability applies to kind 'real', not {kind!r}")
         # Checked here, where the run takes it: a typo fails before training, not in a data-loader worker.
@@ -214,6 +216,7 @@ class PairedDegradationDataset(Dataset):
         use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
         lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=mask, syn=self.syn,
                         probability=None if use_syn else self.probability)
+        lq = quantise(lq, self.input_bits)
         y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         gt = clean * mask[..., None]
@@ -293,11 +296,27 @@ def to_chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
 
 
-def make_validation_set(val: list[FundusImage], kind: str, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def check_bits(bits: int) -> None:
+    if bits != 0 and not 2 <= bits <= 16:
+        raise ValueError(f"input_bits must be 0 (float inputs) or 2-16, not {bits}")
+
+
+def quantise(img: np.ndarray, bits: int) -> np.ndarray:
+    """``img`` (float, 0-1) rounded to ``2**bits`` levels, as a file of that depth stores it; 0: unchanged."""
+    if not bits:
+        return img
+    top = np.float32(2**bits - 1)
+    return (np.round(np.clip(img, 0.0, 1.0) * top) / top).astype(np.float32)
+
+
+def make_validation_set(val: list[FundusImage], kind: str, seed: int,
+                        input_bits: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Fixed (degraded, clean, mask) triples: same seed, same set, so PSNR curves compare across runs."""
+    check_bits(input_bits)
     out = []
     for i, item in enumerate(val):
         clean = item.float() * item.mask[..., None]
         lq, _ = degrade(clean, kind, np.random.default_rng([seed, 99, i]), mask=item.mask)
+        lq = quantise(lq, input_bits)
         out.append((lq, clean, item.mask))
     return out

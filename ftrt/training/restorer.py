@@ -181,7 +181,7 @@ class RestorerTrainer(TrainingRun):
         self.dataset: Dataset = PairedDegradationDataset(
             train, classical, cfg.crop, cfg.seed, syn=syn, syn_fraction=syn_fraction,
             scale_range=(cfg.scale_min, cfg.scale_max), vessels=self.needs_vessels,
-            vessel_fraction=cfg.vessel_fraction, probability=cfg.family_probability)
+            vessel_fraction=cfg.vessel_fraction, probability=cfg.family_probability, input_bits=cfg.input_bits)
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool = load_pool_logged(cfg.real_lq, cfg.max_side, log)
@@ -189,7 +189,7 @@ class RestorerTrainer(TrainingRun):
                 raise ValueError("--real-lq: no usable low-quality images")
             self.dataset = ZipDataset(self.dataset, RealCropDataset(self.real_pool, cfg.crop, cfg.seed))
         # Validation always on the same classical pairs, so runs trained on different pairs compare.
-        self.val_set = make_validation_set(val, cfg.val_kind, cfg.seed)
+        self.val_set = make_validation_set(val, cfg.val_kind, cfg.seed, cfg.input_bits)
         self.n_train, self.n_val = len(train), len(val)
 
     def describe(self) -> str:

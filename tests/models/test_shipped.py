@@ -46,7 +46,7 @@ def test_shipped_model_keeps_clean_photographs_and_their_brightness(retina_full:
     luma = lambda im: float((im @ np.array([0.299, 0.587, 0.114], np.float32))[mask].mean() * 255)  # noqa: E731
     with open_backend("ort", "res-s", threads=2) as be:
         pipe = FundusPipeline(be, PipelineConfig())
-        assert psnr(pipe.restore(clean).image, clean, mask) > 35.0  # 41.0 dB (stages 6/5/4/3: 41.4/38.3/36.8/44)
+        assert psnr(pipe.restore(clean).image, clean, mask) > 35.0  # 40.1 dB (stages 8/6/5/4/3: 41.0/41.4/38.3/36.8/44)
         gains = []
         for seed in range(3):
             for kind in ("real", "cofe"):
@@ -54,7 +54,7 @@ def test_shipped_model_keeps_clean_photographs_and_their_brightness(retina_full:
                 out = pipe.restore(lq).image
                 # Kept within 3 grey levels, or moved towards the clean photograph's brightness, never away
                 # and never far (measured: an over-exposed copy, Y 153.9 against the clean 117.2, came out at
-                # 150.5 from stage 5, 152.1 from stage 6, 152.8 from stage 8: raised contrast clips near white; the
+                # 150.5 from stage 5, 152.1 from stage 6, 152.8 from stage 8, 153.4 from stage 9: raised contrast clips near white; the
                 # earlier res-s moved every photograph ~-15).
                 shift, towards = luma(out) - luma(lq), abs(luma(out) - luma(clean)) < abs(luma(lq) - luma(clean))
                 assert abs(shift) < 3.0 or (towards and abs(shift) < 5.0), (kind, seed, luma(out), luma(lq))

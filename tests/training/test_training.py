@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from ftrt.io import write_image
+from ftrt.training.card import build_card
 from ftrt.training.config import RestorerConfig, load_config
 from ftrt.training.restorer import RestorerTrainer
 
@@ -304,3 +306,24 @@ def test_family_probability_is_checked_before_training_and_recorded(tiny_data: P
     assert trainer.dataset.probability == {"veil": 1.0}
     cfg = load_config(RestorerConfig, None, sets=["kind=real", "family_probability=veil:0.8,motion:0.25"])
     assert cfg.family_probability == {"veil": 0.8, "motion": 0.25}
+
+
+def test_input_bits_rounds_degraded_inputs_as_a_file_stores_them(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="input_bits"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "a", kind="real", input_bits=1), log=lambda m: None)
+    floats = RestorerTrainer(_cfg(tiny_data, tmp_path / "b", kind="real"), log=lambda m: None)
+    eight = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", kind="real", input_bits=8), log=lambda m: None)
+    for i in range(4):
+        lq_f, gt_f = floats.dataset[i]
+        lq_8, gt_8 = eight.dataset[i]
+        # The same draw, the clean target untouched; only the degraded input lands on the 256-level grid.
+        assert torch.equal(gt_f, gt_8)
+        levels = lq_8 * 255
+        assert torch.allclose(levels, levels.round(), atol=1e-4)
+        assert float((lq_8 - lq_f).abs().max()) <= 0.5 / 255 + 1e-6
+    assert not torch.allclose(lq_f * 255, (lq_f * 255).round(), atol=1e-4)  # float inputs stay float
+    for lq, _, _ in eight.val_set:
+        assert np.allclose(lq * 255, np.round(lq * 255), atol=1e-3)
+    eight.run(progress=False)
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["input_bits"] == 8
+    assert build_card(tmp_path / "c", "t")["training"]["input_bits"] == 8
