@@ -99,8 +99,8 @@ class RestorerConfig(GeneratorConfig):
     # (e.g. {veil: 0.8}), for a run that dwells on the family its restorer recovers least.
     family_probability: dict[str, float] = field(default_factory=dict)
     # Degraded inputs as a file stores them: 8 rounds them to 256 levels, as every photograph a clinic sends is;
-    # 0 keeps them float (runs before the key existed). A veil over a blur leaves vessels a grey level or two of
-    # contrast, and a restorer taught on float inputs deblurs the 8-bit steps it never saw.
+    # 0 keeps them float (every shipped stage). The rounding is most of what the veil costs vessel Dice, but
+    # res-s trained on rounded inputs lost vessels on the held-out Peli family instead (docs/models.md, stage 10).
     input_bits: int = 0
     # Mean teacher (T-MAGE-Net style): real unlabelled low-quality images, consistency against the EMA.
     real_lq: list[str] = field(default_factory=list)
