@@ -15,7 +15,8 @@ CLAHE and the dark channel prior.
     (Frangi vesselness of the standardised green channel, the FOV's top 12 % = DRIVE's vessel share; it never
     saw a restored image) and scored by Dice against the first observer's manual annotation; the share of
     the clean-minus-degraded gap recovered; false-vessel rate (vessel-like pixels > 3 px from any true
-    vessel, ftrt.realism).
+    vessel, ftrt.realism). One draw of each family per photograph (seeded by its name); ``--draw N`` takes
+    another, to see how much a figure moves with the draw alone before reading a difference between models.
 (c) Real cataract photographs (CSDI, never trained on; a fixed split by file-name hash: ``val`` for choices,
     ``test`` for reporting): readable before/after by the shipped gate, photographs made unreadable,
     vessel contrast (ftrt.realism), FOV luminance and RMS / local contrast change.
@@ -111,7 +112,7 @@ def drive_photographs(drive: Path, limit: int | None = None) -> Iterator[tuple[s
 
 
 def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], None],
-                limit: int | None = None) -> dict[str, Any]:
+                limit: int | None = None, draw: int = 0) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for name, clean, mask, truth in drive_photographs(drive, limit):
         seg_clean, t_clean = segment(vesselness(clean, mask), mask)
@@ -119,7 +120,7 @@ def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], No
         # computed once per photograph).
         away = inner_fov(mask) & ~cv2.dilate(truth.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         for kind in KINDS:
-            rng = np.random.default_rng([0, *name.encode()])
+            rng = np.random.default_rng([draw, *name.encode()])
             lq, _ = degrade(clean, kind, rng, mask=mask)
             lq = to8(lq)
             for label, fn in methods.items():
@@ -276,6 +277,8 @@ def main() -> int:
                          "touching the test photographs (restorers that train on them have seen them clean)")
     ap.add_argument("--limit", type=int, help="only the first N photographs of each set (a quick look, not a result)")
     ap.add_argument("--skip-drive", action="store_true", help="only the real photographs (c)")
+    ap.add_argument("--draw", type=int, default=0,
+                    help="another draw of each DRIVE photograph's degradations (0: the draw of record)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = ap.parse_args()
     data = Path(args.data)
@@ -287,7 +290,7 @@ def main() -> int:
                                                            if (WEIGHTS_DIR / f"{n}.onnx").exists()]
     methods = methods_for(models)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    d = {"rows": []} if args.skip_drive else drive_tests(drive, methods, log, args.limit)
+    d = {"rows": []} if args.skip_drive else drive_tests(drive, methods, log, args.limit, args.draw)
     d["split"] = args.drive_split
     c = None
     if args.csdi_split != "none" and (data / "csdi" / "images_1024").is_dir():

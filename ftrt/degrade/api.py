@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -24,16 +24,20 @@ def degrade(
     mask: np.ndarray | None = None,
     syn: SynFn | None = None,
     probability: Mapping[str, float] | None = None,
+    ranges: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Degrade float RGB [0, 1]; returns (degraded float32 image, every sampled parameter).
 
     ``kind="syn"`` needs ``syn``, a trained Catintell-Syn generator (``SynDegrader``); ``probability``
-    overrides how often each physical family of ``kind="real"`` is drawn (``physical.PROBABILITY``).
+    overrides how often each physical family of ``kind="real"`` is drawn (``physical.PROBABILITY``), ``ranges`` some of
+    its parameters' ranges (``physical.check_ranges``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown degradation kind {kind!r}; choose one of {', '.join(KINDS)}")
     if probability and kind != "real":
         raise ValueError(f"family probabilities apply to kind 'real', not {kind!r}")
+    if ranges and kind != "real":
+        raise ValueError(f"family ranges apply to kind 'real', not {kind!r}")
     if kind == "syn" and syn is None:
         raise ValueError("kind 'syn' needs a trained Catintell-Syn generator (--syn-model)")
     img = np.ascontiguousarray(img, dtype=np.float32)
@@ -53,7 +57,7 @@ def degrade(
             p = sample_cofe(rng, shape)
             out = apply_cofe(out, mask, p)
         elif step == "real":
-            p = sample_physical(rng, shape, probability=probability)
+            p = sample_physical(rng, shape, probability=probability, ranges=ranges)
             out = apply_physical(out, mask, p)
         elif step == "syn":
             assert syn is not None

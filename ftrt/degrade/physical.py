@@ -30,7 +30,7 @@ in a third of its inputs learns to smooth, and smooths the faint texture of real
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -75,11 +75,46 @@ def check_probability(probability: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in probability.items()}
 
 
+# Parameters measured in pixels at REFERENCE_SIDE: a range given for one of them scales with the photograph,
+# as the samplers' own ranges do.
+_SIZED = frozenset({"scatter_sigma", "glow_sigma", "radius", "length"})
+
+
+def check_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """A training run's redrawn parameter ranges, ``{"veil.t_var": [0.0, 0.45]}``, checked: a known family,
+    one of its continuous parameters (not a seed, a grid size or a flag), low <= high, finite, and no negative
+    size."""
+    if not isinstance(ranges, Mapping):
+        raise ValueError(f"family ranges must map 'family.parameter' to [low, high], not {ranges!r}")
+    out: dict[str, tuple[float, float]] = {}
+    probe = np.random.default_rng(0)
+    for name, bounds in ranges.items():
+        family, _, param = str(name).partition(".")
+        if family not in FAMILIES:
+            raise ValueError(f"family range {name!r}: unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+        sampled = _SAMPLERS[family](probe, 1.0)
+        floats = sorted(k for k, v in sampled.items() if isinstance(v, float))
+        if param not in floats:
+            raise ValueError(f"family range {name!r}: {family} has no continuous parameter {param!r}; "
+                             f"choose from {', '.join(floats)}")
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"family range {name!r} must be [low, high], not {bounds!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi) or (param in _SIZED and lo < 0):
+            raise ValueError(f"family range {name!r} must satisfy {'0 <= ' if param in _SIZED else ''}low <= high, "
+                             f"got [{lo}, {hi}]")
+        out[f"{family}.{param}"] = (lo, hi)
+    return out
+
+
 def sample_physical(rng: np.random.Generator, shape: tuple[int, int], families: tuple[str, ...] = FAMILIES,
-                    only: str | None = None, probability: Mapping[str, float] | None = None) -> dict[str, Any]:
+                    only: str | None = None, probability: Mapping[str, float] | None = None,
+                    ranges: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
     """Every parameter of one degradation; ``families`` limits what may be drawn (held-out evaluation),
     ``only`` draws exactly that one family (the per-family tests and plots), ``probability`` overrides how
-    often some families are drawn (a training run that dwells on what its restorer fails at)."""
+    often some families are drawn (a training run that dwells on what its restorer fails at), ``ranges``
+    redraws some parameters from other ranges (``check_ranges``; a fit to real photographs tried as a run)."""
     unknown = set(families) - set(FAMILIES) | ({only} - set(FAMILIES) if only else set())
     if unknown:
         raise ValueError(f"unknown degradation families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
@@ -93,9 +128,15 @@ def sample_physical(rng: np.random.Generator, shape: tuple[int, int], families: 
             chosen.append(primary[int(rng.integers(len(primary)))])
         chosen = [k for k in FAMILIES if k in chosen]
     scale = min(shape) / REFERENCE_SIDE
+    redraw = check_ranges(ranges or {})
     p: dict[str, Any] = {"families": chosen}
     for k in chosen:
         p[k] = _SAMPLERS[k](rng, scale)
+        # Drawn after the family's own parameters, so a run without ranges draws exactly what it always did.
+        for name, (lo, hi) in redraw.items():
+            family, _, param = name.partition(".")
+            if family == k:
+                p[k][param] = f(rng.uniform(lo, hi) * (scale if param in _SIZED else 1.0))
     return p
 
 

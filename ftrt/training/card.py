@@ -32,6 +32,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "degradation": cfg["kind"],
             # Absent from the cards of runs made before the key existed: those drew the default probabilities.
             "family_probability": cfg.get("family_probability") or None,
+            "family_ranges": cfg.get("family_ranges") or None,
             "input_bits": cfg.get("input_bits") or None,
             "steps": meta["steps"],
             "batch_size": cfg["batch_size"],

@@ -98,6 +98,10 @@ class RestorerConfig(GeneratorConfig):
     # kind "real": how often some physical families are drawn, overriding ftrt.degrade.physical.PROBABILITY
     # (e.g. {veil: 0.8}), for a run that dwells on the family its restorer recovers least.
     family_probability: dict[str, float] = field(default_factory=dict)
+    # kind "real": some parameters redrawn from other ranges, "family.parameter": [low, high] (e.g.
+    # {veil.t_var: [0.0, 0.45]}, a veil thicker towards one side), for a fit to real photographs tried as a run
+    # (benchmarks/degradation_fit.py); the benchmarks' own `real` pairs keep the shipped ranges.
+    family_ranges: dict[str, list[float]] = field(default_factory=dict)
     # Degraded inputs as a file stores them: 8 rounds them to 256 levels, as every photograph a clinic sends is;
     # 0 keeps them float (every shipped stage). The rounding is most of what the veil costs vessel Dice, but
     # res-s trained on rounded inputs lost vessels on the held-out Peli family instead (docs/models.md, stage 10).

@@ -7,7 +7,7 @@ therefore sees exactly the samples the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ftrt.degrade import degrade
 from ftrt.degrade.api import SynFn
-from ftrt.degrade.physical import check_probability
+from ftrt.degrade.physical import check_probability, check_ranges
 from ftrt.fov import fov_mask
 from ftrt.io import ImageReadError, collect_inputs, read_image
 from ftrt.runtime.readability import square_fov_crop
@@ -185,7 +185,8 @@ class PairedDegradationDataset(Dataset):
     def __init__(self, pool: list[FundusImage], kind: str, crop: int, seed: int, syn: SynFn | None = None,
                  syn_fraction: float = 0.0, scale_range: tuple[float, float] = (1.0, 1.0),
                  vessels: bool = False, vessel_fraction: float = 0.0,
-                 probability: Mapping[str, float] | None = None, input_bits: int = 0) -> None:
+                 probability: Mapping[str, float] | None = None, input_bits: int = 0,
+                 ranges: Mapping[str, Sequence[float]] | None = None) -> None:
         if not pool:
             raise ValueError("no usable training images")
         check_bits(input_bits)
@@ -194,6 +195,9 @@ class PairedDegradationDataset(Dataset):
             raise ValueError(f"family_probability applies to kind 'real', not {kind!r}")
         # Checked here, where the run takes it: a typo fails before training, not in a data-loader worker.
         self.probability = check_probability(probability or {})
+        if ranges and kind != "real":
+            raise ValueError(f"family_ranges applies to kind 'real', not {kind!r}")
+        self.ranges = check_ranges(ranges or {})
         self.pool, self.kind, self.crop, self.seed = pool, kind, crop, seed
         self.syn, self.syn_fraction = syn, syn_fraction
         self.scale_range = scale_range
@@ -215,7 +219,7 @@ class PairedDegradationDataset(Dataset):
         crop = min(self.crop, *clean.shape[:2])
         use_syn = self.syn is not None and float(rng.uniform()) < self.syn_fraction
         lq, _ = degrade(clean, "syn" if use_syn else self.kind, rng, mask=mask, syn=self.syn,
-                        probability=None if use_syn else self.probability)
+                        probability=None if use_syn else self.probability, ranges=None if use_syn else self.ranges)
         lq = quantise(lq, self.input_bits)
         y0, x0 = random_crop_in_fov(rng, mask, crop)
         sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))

@@ -181,7 +181,8 @@ class RestorerTrainer(TrainingRun):
         self.dataset: Dataset = PairedDegradationDataset(
             train, classical, cfg.crop, cfg.seed, syn=syn, syn_fraction=syn_fraction,
             scale_range=(cfg.scale_min, cfg.scale_max), vessels=self.needs_vessels,
-            vessel_fraction=cfg.vessel_fraction, probability=cfg.family_probability, input_bits=cfg.input_bits)
+            vessel_fraction=cfg.vessel_fraction, probability=cfg.family_probability, input_bits=cfg.input_bits,
+            ranges=cfg.family_ranges)
         self.real_pool: list[FundusImage] = []
         if cfg.real_lq:
             self.real_pool = load_pool_logged(cfg.real_lq, cfg.max_side, log)

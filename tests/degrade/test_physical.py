@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ftrt.degrade import degrade
-from ftrt.degrade.physical import FAMILIES, apply_physical, sample_physical
+from ftrt.degrade.physical import FAMILIES, REFERENCE_SIDE, apply_physical, sample_physical
 from ftrt.fov import fov_mask
 
 
@@ -86,3 +86,42 @@ def test_family_probability_overrides_how_often_a_family_is_drawn(photo) -> None
         sample_physical(np.random.default_rng(0), shape, probability={"veil": 1.5})
     with pytest.raises(ValueError, match="kind 'real'"):
         degrade(img, "cofe", np.random.default_rng(0), mask=mask, probability={"veil": 1.0})
+
+
+def test_family_ranges_redraw_parameters_and_scale_sizes_with_the_photograph(photo) -> None:
+    img, mask = photo
+    shape = img.shape[:2]
+    scale = min(shape) / REFERENCE_SIDE
+    ranges = {"veil.t_var": [0.3, 0.45], "veil.scatter_sigma": [2.0, 2.0], "veil.cx": [-0.1, -0.1]}
+    for seed in range(20):
+        base = sample_physical(np.random.default_rng(seed), shape, only="veil")["veil"]
+        p = sample_physical(np.random.default_rng(seed), shape, only="veil", ranges=ranges)["veil"]
+        assert 0.3 <= p["t_var"] <= 0.45
+        assert p["scatter_sigma"] == pytest.approx(2.0 * scale, rel=1e-5)  # a size: given at the reference side
+        assert p["cx"] == pytest.approx(-0.1)  # an offset may be negative
+        # Only the named parameters move; the rest is the draw a run without ranges gets.
+        assert {k: v for k, v in p.items() if k not in ("t_var", "scatter_sigma", "cx")} == \
+            {k: v for k, v in base.items() if k not in ("t_var", "scatter_sigma", "cx")}
+        # No ranges draws exactly as before the option existed, and a family not drawn is not touched.
+        assert sample_physical(np.random.default_rng(seed), shape, ranges={}) == \
+            sample_physical(np.random.default_rng(seed), shape)
+        assert "veil" not in sample_physical(np.random.default_rng(seed), shape, probability={"veil": 0.0},
+                                             ranges=ranges)
+    # A thicker veil on one side is what the range is for: the FOV's contrast varies more across it.
+    thin = apply_physical(img, mask, sample_physical(np.random.default_rng(1), shape, only="veil",
+                                                     ranges={"veil.t_var": [0.0, 0.0], "veil.t": [0.7, 0.7]}))
+    uneven = apply_physical(img, mask, sample_physical(np.random.default_rng(1), shape, only="veil",
+                                                       ranges={"veil.t_var": [0.45, 0.45], "veil.t": [0.7, 0.7]}))
+    inside = cv2.erode(mask.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    assert np.std(cv2.blur(uneven[..., 1], (41, 41))[inside]) > np.std(cv2.blur(thin[..., 1], (41, 41))[inside])
+    _, params = degrade(img, "real", np.random.default_rng(3), mask=mask, probability={"veil": 1.0},
+                        ranges={"veil.t": [0.6, 0.6]})
+    assert params["real"]["veil"]["t"] == pytest.approx(0.6)
+    for bad, match in [({"fog.t": [0, 1]}, "unknown family"), ({"veil.seed": [0, 1]}, "no continuous parameter"),
+                       ({"illumination.grid": [3, 4]}, "no continuous parameter"),
+                       ({"veil.t": [0.9, 0.5]}, "low <= high"), ({"veil.t": "x"}, r"\[low, high\]"),
+                       ({"defocus.radius": [-1.0, 2.0]}, "0 <= low"), ({"veil.t": [0.5, float("nan")]}, "low <= high")]:
+        with pytest.raises(ValueError, match=match):
+            sample_physical(np.random.default_rng(0), shape, ranges=bad)
+    with pytest.raises(ValueError, match="kind 'real'"):
+        degrade(img, "cataract", np.random.default_rng(0), mask=mask, ranges={"veil.t": [0.6, 0.6]})

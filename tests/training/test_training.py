@@ -308,6 +308,21 @@ def test_family_probability_is_checked_before_training_and_recorded(tiny_data: P
     assert cfg.family_probability == {"veil": 0.8, "motion": 0.25}
 
 
+def test_family_ranges_are_checked_before_training_and_recorded(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="kind 'real'"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "a", kind="mixed", family_ranges={"veil.t": [0.5, 0.6]}),
+                        log=lambda m: None)
+    with pytest.raises(ValueError, match="unknown family"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "b", kind="real", family_ranges={"vail.t": [0.5, 0.6]}),
+                        log=lambda m: None)
+    ranges = {"veil.t_var": [0.4, 0.45]}
+    trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", kind="real", family_probability={"veil": 1.0},
+                                   family_ranges=ranges, steps=2), log=lambda m: None)
+    assert trainer.dataset.ranges == {"veil.t_var": (0.4, 0.45)}
+    trainer.run(progress=False)
+    assert build_card(tmp_path / "c", "t")["training"]["family_ranges"] == ranges
+
+
 def test_input_bits_rounds_degraded_inputs_as_a_file_stores_them(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="input_bits"):
         RestorerTrainer(_cfg(tiny_data, tmp_path / "a", kind="real", input_bits=1), log=lambda m: None)
