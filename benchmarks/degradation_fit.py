@@ -14,8 +14,8 @@ photographs are the reference row: a degradation worth training on moves a set t
 
 With ``--draws K`` every candidate degrades the same photographs K times (draw 0 is the single draw's
 seeds) and each cell gives the median and the range: at 24 photographs two draws of one distribution can
-differ more than two candidates do (the colour distance to CSDI of the shipped draw and an uneven-veil draw
-was 0.034 and 0.062 once, 0.034 and 0.037 with other seeds), so a single draw ranks nothing.
+differ more than two candidates do (the uneven veil's colour distance to CSDI is 0.035 in one draw and 0.062 in
+another; the shipped families' 0.034-0.038), so a single draw ranks little.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ spread, sharpness and local contrast of each set); ``benchmarks/degradation_fit.
 realism distances to ``benchmarks/results/degradation_fit.md`` (closest on colour and, for CSDI, on
 features). The second fit (scatter blur x3, noise and JPEG half as often; the table's "shipped" rows)
 took the spatial-frequency distance to CSDI from 1.07 to 0.74 and to ODIR cataract from 0.49 to 0.28, at a
-CSDI feature distance of 19.6 (was 18.9; ODIR 24.0 -> 20.0). Rare noise also matters for training: a restorer that sees noise
-in a third of its inputs learns to smooth, and smooths the faint texture of real cataract photographs.
+CSDI feature distance of 19.6 (was 18.9; ODIR 24.0 -> 20.0); one draw each, and another draw of the same families
+moves them as much (docs/benchmarks.md, three draws). Rare noise also matters for training: a restorer that sees
+noise in a third of its inputs learns to smooth, and smooths the faint texture of real cataract photographs.
 """
 
 from __future__ import annotations
