@@ -45,7 +45,9 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "identity_fraction": cfg.get("identity_fraction"),
             "scale_range": [cfg.get("scale_min", 1.0), cfg.get("scale_max", 1.0)],
             "init": cfg.get("init") or None,
-            "speed": {"bf16": cfg.get("bf16", False), "channels_last": cfg.get("channels_last", False),
+            # The weights record whether bf16 ran (older weights do not record it: the config says what was asked).
+            "speed": {"bf16": meta.get("bf16", cfg.get("bf16", False)),
+                      "channels_last": cfg.get("channels_last", False),
                       "threads": cfg.get("threads")},
             "perceptual_network": (f"{cfg.get('perceptual_model')} (first {cfg.get('perceptual_depth')} stages)"
                                    if cfg.get("w_perceptual") else None),

@@ -289,4 +289,6 @@ class RestorerTrainer(TrainingRun):
             init=cfg.init or None,
             # The scale the model learnt at, unless the config says otherwise: the runtime restores at this
             # FOV size by default.
-            work_side=cfg.work_side or cfg.max_side)
+            work_side=cfg.work_side or cfg.max_side,
+            # What ran, not what was asked: `bf16: true` falls back to fp32 on a CPU without native bf16.
+            bf16=self.bf16)

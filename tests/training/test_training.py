@@ -10,7 +10,7 @@ import torch
 from ftrt.io import write_image
 from ftrt.training.card import build_card
 from ftrt.training.config import RestorerConfig, load_config
-from ftrt.training.restorer import RestorerTrainer
+from ftrt.training.restorer import RestorerTrainer, cpu_has_bf16
 
 
 @pytest.fixture()
@@ -148,6 +148,9 @@ def test_physical_pairs_with_edge_loss_scale_and_fast_layouts(tiny_data: Path, t
     result = trainer.run(progress=False)
     model, meta = load_model(result["weights"])
     assert meta["kind"] == "real" and meta["steps"] == 2
+    # The weights and the card say whether bf16 ran here, whichever CPU this is.
+    assert meta["bf16"] is trainer.bf16 and trainer.bf16 == cpu_has_bf16()
+    assert build_card(tmp_path / "run", "t")["training"]["speed"]["bf16"] is trainer.bf16
 
 
 def test_edge_loss_sees_detail_not_global_colour() -> None:
