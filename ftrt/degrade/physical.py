@@ -4,7 +4,7 @@ Each family models one cause and acts in that cause's own direction, in the orde
 
     illumination (uneven light, small-pupil vignetting)  -> the fundus is lit unevenly
     veil (cataract: forward scatter + warm airlight)     -> the lens adds light and blur
-    optics (defocus disc, motion line)                   -> the camera blurs
+    optics (defocus disc, Gaussian blur, motion line)    -> the eye and camera blur (Gaussian: off by default)
     reflection (diffuse corneal/lens reflexes)           -> stray light is added
     exposure (sensor gain and gamma, clipped)            -> the photograph is too dark or too bright
     noise (Poisson-Gaussian) then JPEG                   -> the sensor and the file
@@ -39,13 +39,18 @@ import numpy as np
 
 from ftrt.degrade.common import REFERENCE_SIDE, f, gaussian_blur, radial_distance, smoothstep
 
-FAMILIES = ("illumination", "vignette", "veil", "defocus", "motion", "reflection", "exposure", "noise", "jpeg")
+# Draw order. "blur" (a Gaussian point-spread: the aberrations and forward scatter of a poor eye, without the veil's
+# airlight) came last and is off by default, so every earlier draw stays what it was; it acts with the optics.
+FAMILIES = ("illumination", "vignette", "veil", "defocus", "motion", "reflection", "exposure", "noise", "jpeg", "blur")
+_ORDER = ("illumination", "vignette", "veil", "defocus", "blur", "motion", "reflection", "exposure", "noise", "jpeg")
+# Families that take no random draw while their probability is 0 (the default draw does not know them).
+_OFF_BY_DEFAULT = frozenset({"blur"})
 
 # Probability that each family is drawn for one photograph (several usually act together, as in real
 # photographs); at least one of the first-order causes is always drawn.
 PROBABILITY = {
     "illumination": 0.45, "vignette": 0.3, "veil": 0.5, "defocus": 0.35, "motion": 0.12,
-    "reflection": 0.2, "exposure": 0.4, "noise": 0.18, "jpeg": 0.15,
+    "reflection": 0.2, "exposure": 0.4, "noise": 0.18, "jpeg": 0.15, "blur": 0.0,
 }
 PRIMARY = ("illumination", "veil", "defocus", "motion", "exposure")
 
@@ -78,7 +83,7 @@ def check_probability(probability: Mapping[str, float]) -> dict[str, float]:
 
 # Parameters measured in pixels at REFERENCE_SIDE: a range given for one of them scales with the photograph,
 # as the samplers' own ranges do.
-_SIZED = frozenset({"scatter_sigma", "glow_sigma", "radius", "length"})
+_SIZED = frozenset({"scatter_sigma", "glow_sigma", "radius", "length", "sigma"})
 
 
 def check_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
@@ -123,11 +128,12 @@ def sample_physical(rng: np.random.Generator, shape: tuple[int, int], families: 
     if only:
         chosen = [only]
     else:
-        chosen = [k for k in FAMILIES if k in families and rng.uniform() < odds[k]]
+        chosen = [k for k in FAMILIES if k in families and (odds[k] > 0 or k not in _OFF_BY_DEFAULT)
+                  and rng.uniform() < odds[k]]
         primary = [k for k in PRIMARY if k in families]
         if primary and not any(k in chosen for k in primary):
             chosen.append(primary[int(rng.integers(len(primary)))])
-        chosen = [k for k in FAMILIES if k in chosen]
+        chosen = [k for k in _ORDER if k in chosen]
     scale = min(shape) / REFERENCE_SIDE
     redraw = check_ranges(ranges or {})
     p: dict[str, Any] = {"families": chosen}
@@ -168,6 +174,12 @@ def _sample_defocus(rng: np.random.Generator, scale: float) -> dict[str, Any]:
     return {"radius": f(rng.uniform(1.0, 4.0) * scale)}
 
 
+def _sample_blur(rng: np.random.Generator, scale: float) -> dict[str, Any]:
+    # Wider than the veil's own scatter blur is likely to be on its own: the restorer lost vessels on Gaussian blurs
+    # of 1.2-2.5 px (benchmarks/results/cataract_blur.md), which the default draw holds only under a veil.
+    return {"sigma": f(rng.uniform(0.8, 3.0) * scale)}
+
+
 def _sample_motion(rng: np.random.Generator, scale: float) -> dict[str, Any]:
     return {"length": f(rng.uniform(3.0, 11.0) * scale), "angle": f(rng.uniform(0, 180))}
 
@@ -196,7 +208,7 @@ def _sample_jpeg(rng: np.random.Generator, scale: float) -> dict[str, Any]:
 
 _SAMPLERS = {
     "illumination": _sample_illumination, "vignette": _sample_vignette, "veil": _sample_veil,
-    "defocus": _sample_defocus, "motion": _sample_motion, "reflection": _sample_reflection,
+    "defocus": _sample_defocus, "blur": _sample_blur, "motion": _sample_motion, "reflection": _sample_reflection,
     "exposure": _sample_exposure, "noise": _sample_noise, "jpeg": _sample_jpeg,
 }
 
@@ -310,6 +322,8 @@ def apply_physical(img: np.ndarray, mask: np.ndarray, p: dict[str, Any]) -> np.n
             out = _filter(out, _disc_kernel(q["radius"]))
         elif k == "motion":
             out = _filter(out, _line_kernel(q["length"], q["angle"]))
+        elif k == "blur":
+            out = gaussian_blur(out, q["sigma"])
         else:
             out = _APPLY[k](out, mask, q)
         out = np.clip(out, 0.0, 1.0).astype(np.float32)

@@ -44,7 +44,7 @@ def test_each_cause_acts_in_its_own_direction(photo, seed: int) -> None:
     rms = lambda im: float((im @ np.array([0.299, 0.587, 0.114], np.float32))[mask].std())  # noqa: E731
     veil = one(photo, "veil", seed)
     assert rms(veil) < rms(img) and y(veil) > y(img) - 0.02  # light added, contrast lost
-    for blur in ("defocus", "motion"):
+    for blur in ("defocus", "blur", "motion"):
         assert sharpness(one(photo, blur, seed), mask) < 0.8 * sharpness(img, mask)
     assert (one(photo, "reflection", seed) >= img - 1e-6).all()  # stray light only adds
     assert (one(photo, "vignette", seed) <= img + 1e-6).all()  # a small pupil only darkens
@@ -125,3 +125,18 @@ def test_family_ranges_redraw_parameters_and_scale_sizes_with_the_photograph(pho
             sample_physical(np.random.default_rng(0), shape, ranges=bad)
     with pytest.raises(ValueError, match="kind 'real'"):
         degrade(img, "cataract", np.random.default_rng(0), mask=mask, ranges={"veil.t": [0.6, 0.6]})
+
+
+def test_gaussian_blur_is_off_by_default_and_acts_with_the_optics(photo) -> None:
+    img, mask = photo
+    shape = img.shape[:2]
+    for seed in range(40):
+        # Off by default: never drawn, and it takes no random draw, so the default draw is what it always was.
+        assert "blur" not in sample_physical(np.random.default_rng(seed), shape)["families"]
+        p = sample_physical(np.random.default_rng(seed), shape, probability={"blur": 1.0, "defocus": 1.0,
+                                                                             "motion": 1.0})
+        fams = p["families"]
+        assert fams.index("defocus") < fams.index("blur") < fams.index("motion")  # the optics, in light's order
+    blurred = one(photo, "blur", 3)
+    assert sharpness(blurred, mask) < 0.8 * sharpness(img, mask)
+    assert abs(float(blurred[mask].mean()) - float(img[mask].mean())) < 0.01  # blur moves no light
