@@ -4,8 +4,8 @@
         [--out benchmarks/results/cataract_blur.md]
 
 Reads the per-image rows ``benchmarks/quality.py --drive-split training`` wrote (each file with the ``--draw`` it
-was run with), re-draws each photograph's Peli parameters from the same seed (``[draw, *name]``, as quality.py
-does), and reports, for every restorer in those files, the mean of (restored - unrestored) Dice in three bands of
+was run with), re-draws each photograph's Peli parameters from quality.py's own generator (``drive_rng``), and
+reports, for every restorer in those files, the mean of (restored - unrestored) Dice in three bands of
 the blur's width (sigma at the 512 px reference side: 0.5-1.17, 1.17-1.83, 1.83-2.5 px). No restoration is run:
 it only explains figures already measured.
 """
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import invocation, write_report  # noqa: E402
+from quality import drive_rng  # noqa: E402
 
 from ftrt.degrade.cataract import sample_cataract  # noqa: E402
 from ftrt.degrade.common import REFERENCE_SIDE  # noqa: E402
@@ -60,7 +61,7 @@ def main() -> int:
             if name not in shapes:
                 shapes[name] = read_image(images / f"{name}.tif")[0].shape[:2]
             h, w = shapes[name]
-            sigma = sample_cataract(np.random.default_rng([int(draw), *name.encode()]), (h, w))["blur_sigma"]
+            sigma = sample_cataract(drive_rng(name, int(draw)), (h, w))["blur_sigma"]
             ref = sigma / (min(h, w) / REFERENCE_SIDE)
             band = next(i for i, (lo, hi) in enumerate(BANDS) if lo <= ref < hi)
             for (img, method), dice in rows.items():

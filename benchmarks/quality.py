@@ -111,6 +111,12 @@ def drive_photographs(drive: Path, limit: int | None = None) -> Iterator[tuple[s
         yield img_path.stem, to8(clean * mask[..., None]), mask, truth
 
 
+def drive_rng(name: str, draw: int = 0) -> np.random.Generator:
+    """The generator each family's degradation of DRIVE photograph ``name`` is drawn from (cataract_blur.py
+    re-draws the same parameters from it)."""
+    return np.random.default_rng([draw, *name.encode()])
+
+
 def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], None],
                 limit: int | None = None, draw: int = 0) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
@@ -120,8 +126,7 @@ def drive_tests(drive: Path, methods: dict[str, Method], log: Callable[[str], No
         # computed once per photograph).
         away = inner_fov(mask) & ~cv2.dilate(truth.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         for kind in KINDS:
-            rng = np.random.default_rng([draw, *name.encode()])
-            lq, _ = degrade(clean, kind, rng, mask=mask)
+            lq, _ = degrade(clean, kind, drive_rng(name, draw), mask=mask)
             lq = to8(lq)
             for label, fn in methods.items():
                 t0 = time.perf_counter()

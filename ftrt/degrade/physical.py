@@ -135,7 +135,8 @@ def sample_physical(rng: np.random.Generator, shape: tuple[int, int], families: 
             chosen.append(primary[int(rng.integers(len(primary)))])
         chosen = [k for k in _ORDER if k in chosen]
     scale = min(shape) / REFERENCE_SIDE
-    redraw = check_ranges(ranges or {})
+    # Only a run that asks for ranges pays for checking them (every default draw passes here).
+    redraw = check_ranges(ranges) if ranges else {}
     p: dict[str, Any] = {"families": chosen}
     for k in chosen:
         p[k] = _SAMPLERS[k](rng, scale)
