@@ -49,6 +49,7 @@ from ftrt.degrade import degrade  # noqa: E402
 from ftrt.enhance import enhance  # noqa: E402
 from ftrt.evaluate import read_mask  # noqa: E402
 from ftrt.fov import fov_mask  # noqa: E402
+from ftrt.interlace import row_comb_excess  # noqa: E402
 from ftrt.io import collect_inputs, read_image  # noqa: E402
 from ftrt.metrics import dice, psnr, ssim  # noqa: E402
 from ftrt.realism import VESSEL_SHARE, inner_fov, vessel_contrast, vesselness  # noqa: E402
@@ -159,14 +160,20 @@ def csdi_tests(csdi: Path, split: str, methods: dict[str, Method], gate: Any,
             r = gate.score(out)
             rows.append({"image": path.name, "method": label, "readable": bool(r.readable),
                          "retina": r.probs["retina"], "vessel_contrast": vessel_contrast(out, mask),
+                         "row_comb": row_comb_excess(out),
                          **fov_stats(out, mask), "seconds": sec})
         log(f"CSDI {path.name} done")
     return {"rows": rows, "split": split, "images": len(chosen)}
 
 
 def mean(rows: list[dict[str, Any]], key: str) -> float:
-    vals = [r[key] for r in rows if np.isfinite(r[key])]
+    vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def median(rows: list[dict[str, Any]], key: str) -> float:
+    vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
+    return float(np.median(vals)) if vals else float("nan")
 
 
 def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[str]) -> list[str]:
@@ -219,16 +226,18 @@ def summarise(drive: dict[str, Any], csdi: dict[str, Any] | None, methods: list[
         lines += ["", f"## (c) Real cataract photographs: CSDI, {csdi['split']} split ({csdi['images']} photographs)",
                   "", "Readable: the shipped gate (valid and retina readable). Harmed: readable before, not after. "
                   "Luminance (Y), RMS contrast and local contrast (mean |Y - Gaussian-blurred Y|) in the FOV, "
-                  "vessel contrast as in ftrt.realism; all on 0-255.", "",
-                  "| method | readable | became readable | harmed | vessel contrast | Y | RMS contrast | local contrast |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "vessel contrast as in ftrt.realism; all on 0-255. Row comb: fine power (periods under 4 px) across "
+                  "rows over that along them, median (1: no stripes; ftrt.interlace).", "",
+                  "| method | readable | became readable | harmed | vessel contrast | Y | RMS contrast | local contrast "
+                  "| row comb |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m in methods:
             sel = [r for r in crow if r["method"] == m]
             became = sum(r["readable"] and not base[r["image"]]["readable"] for r in sel)
             harmed = sum(base[r["image"]]["readable"] and not r["readable"] for r in sel)
             lines.append(f"| {m} | {sum(r['readable'] for r in sel)}/{len(sel)} | {became} | {harmed} | "
                          f"{mean(sel, 'vessel_contrast'):.4f} | {mean(sel, 'Y'):.1f} | {mean(sel, 'rms'):.1f} | "
-                         f"{mean(sel, 'local'):.2f} |")
+                         f"{mean(sel, 'local'):.2f} | {median(sel, 'row_comb'):.2f} |")
     return lines
 
 
@@ -240,11 +249,12 @@ def per_image(drive: dict[str, Any], csdi: dict[str, Any] | None) -> list[str]:
                      f"{r['dice']:.3f} | {r['false_vessel']:.4f} |")
     if csdi is not None:
         lines += ["", f"## CSDI ({csdi['split']} split)", "",
-                  "| image | method | readable | P(retina) | vessel contrast | Y | RMS | local |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
+                  "| image | method | readable | P(retina) | vessel contrast | Y | RMS | local | row comb |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in csdi["rows"]:
             lines.append(f"| {r['image']} | {r['method']} | {'yes' if r['readable'] else 'no'} | {r['retina']:.2f} | "
-                         f"{r['vessel_contrast']:.4f} | {r['Y']:.1f} | {r['rms']:.1f} | {r['local']:.2f} |")
+                         f"{r['vessel_contrast']:.4f} | {r['Y']:.1f} | {r['rms']:.1f} | {r['local']:.2f} | "
+                         f"{r.get('row_comb', float('nan')):.2f} |")
     return lines
 
 

@@ -12,6 +12,11 @@ from ftrt.models.pretrained import WEIGHTS_DIR, read_metadata
 from ftrt.training.checkpoint import load_weights, save_weights
 
 
+# Options added after stage 9, at the values every run before them had.
+_EARLIER_DEFAULTS: dict[str, Any] = {"band_sigmas": [1.0, 2.0, 4.0, 8.0], "contrast_fine_sigma": 0.0,
+                                     "deinterlace": False}
+
+
 def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
     meta = read_metadata(run_dir / "final.safetensors")
     if "colour_head" in meta:
@@ -43,6 +48,8 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge", "w_contrast",
                                            "w_contrast_match", "w_contrast_map", "w_band", "w_vessel") if k in cfg},
             "identity_fraction": cfg.get("identity_fraction"),
+            # Recorded only where a run moved them from what every earlier run used.
+            **{k: cfg[k] for k, was in _EARLIER_DEFAULTS.items() if k in cfg and cfg[k] != was},
             "scale_range": [cfg.get("scale_min", 1.0), cfg.get("scale_max", 1.0)],
             "init": cfg.get("init") or None,
             # The weights record whether bf16 ran (older weights do not record it: the config says what was asked).

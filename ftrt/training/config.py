@@ -60,6 +60,9 @@ class RestorerConfig(GeneratorConfig):
     # Each photograph becomes its FOV's bounding square at max_side (crop = max_side then trains on whole
     # photographs: what a restorer that estimates colour from the whole FOV needs).
     square: bool = False
+    # Good photographs whose alternate rows differ (an interlacing camera: all of DRIVE's) have that comb taken
+    # out before they become targets; with it left in, a restorer learns to paint stripes into every photograph.
+    deinterlace: bool = False
     # Losses only inside the clean photograph's FOV (the pipeline blacks out the rest anyway).
     loss_in_fov: bool = False
     # losses.contrast_loss: the share of the clean photograph's local contrast the output lacks.
@@ -70,6 +73,11 @@ class RestorerConfig(GeneratorConfig):
     w_contrast_map: float = 0.0
     # losses.band_loss: band-pass luminance (sigma 1-8 px) against the clean photograph's, in place.
     w_band: float = 0.0
+    # Its band edges (Gaussian sigmas, increasing); a leading 0 adds the finest band (periods under ~4 px).
+    band_sigmas: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    # contrast_match_loss sees the luminance blurred by this sigma first (0: all of it, stages 4-9), so that a
+    # texture finer than vessels cannot stand in for the clean photograph's vessel-scale contrast.
+    contrast_fine_sigma: float = 0.0
     # losses.vessel_map_loss: a frozen vessel segmenter (``vessel_model``, trained by ``ftrt train vessels``
     # on clean photographs) finds the clean photograph's vessels in the output, no fewer and no more.
     w_vessel: float = 0.0

@@ -23,6 +23,7 @@ from ftrt.degrade.physical import check_probability, check_ranges
 from ftrt.fov import fov_mask
 from ftrt.io import ImageReadError, collect_inputs, read_image
 from ftrt.runtime.readability import square_fov_crop
+from ftrt.interlace import deinterlace as row_comb_free
 
 
 @dataclass
@@ -36,13 +37,14 @@ class FundusImage:
         return self.image.astype(np.float32) / 255.0
 
 
-def load_pool(sources: list[str], max_side: int, min_side: int = 64,
-              square: bool = False) -> tuple[list[FundusImage], list[str]]:
+def load_pool(sources: list[str], max_side: int, min_side: int = 64, square: bool = False,
+              deinterlace: bool = False) -> tuple[list[FundusImage], list[str]]:
     """Read every image under ``sources``; returns (images, errors) so a bad file never stops training.
 
     ``square``: each image becomes its FOV's bounding square resized to ``max_side``, so that
     photographs from different cameras share one geometry (a crop at (y, x) sees the same part
-    of the fundus and the same black border on all of them).
+    of the fundus and the same black border on all of them). ``deinterlace``: a photograph whose
+    alternate rows differ has that comb taken out first, at its own row pitch (``ftrt.interlace``).
     """
     pool, errors = [], []
     for path in collect_inputs(sources):
@@ -51,6 +53,8 @@ def load_pool(sources: list[str], max_side: int, min_side: int = 64,
         except ImageReadError as exc:
             errors.append(str(exc))
             continue
+        if deinterlace:
+            img = row_comb_free(img)[0]
         if square:
             img = square_fov_crop(img)[0]
             img = cv2.resize(img, (max_side, max_side),
@@ -67,9 +71,9 @@ def load_pool(sources: list[str], max_side: int, min_side: int = 64,
 
 
 def load_pool_logged(sources: list[str], max_side: int, log: Callable[[str], None],
-                     square: bool = False) -> list[FundusImage]:
+                     square: bool = False, deinterlace: bool = False) -> list[FundusImage]:
     """``load_pool`` with each unusable file logged as a warning (a training run goes on without it)."""
-    pool, errors = load_pool(sources, max_side, square=square)
+    pool, errors = load_pool(sources, max_side, square=square, deinterlace=deinterlace)
     for e in errors:
         log(f"warning: {e}")
     return pool

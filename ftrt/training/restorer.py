@@ -149,6 +149,11 @@ class RestorerTrainer(TrainingRun):
 
     def __init__(self, cfg: RestorerConfig, perceptual: torch.nn.Module | None = None,
                  log: Callable[[str], None] = print) -> None:
+        sig = cfg.band_sigmas
+        if len(sig) < 2 or any(not np.isfinite(x) or x < 0 for x in sig) or any(b <= a for a, b in zip(sig, sig[1:])):
+            raise ValueError(f"band_sigmas must be at least two increasing sigmas >= 0, got {sig}")
+        if not np.isfinite(cfg.contrast_fine_sigma) or cfg.contrast_fine_sigma < 0:
+            raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         heads = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
@@ -171,8 +176,8 @@ class RestorerTrainer(TrainingRun):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.99)) if self.disc else None
         if self.disc is not None:
             self.extra["disc"] = self.disc
-        train, val = split_pool(load_pool_logged(cfg.data, cfg.max_side, log, square=cfg.square), cfg.val_images,
-                                cfg.seed)
+        pool = load_pool_logged(cfg.data, cfg.max_side, log, square=cfg.square, deinterlace=cfg.deinterlace)
+        train, val = split_pool(pool, cfg.val_images, cfg.seed)
         syn_fraction = 1.0 if cfg.kind == "syn" else cfg.syn_fraction
         syn = SynDegrader(cfg.syn_model) if syn_fraction > 0 else None
         classical = "mixed" if cfg.kind == "syn" else cfg.kind
@@ -226,11 +231,11 @@ class RestorerTrainer(TrainingRun):
         if cfg.w_contrast:
             terms["contrast"] = contrast_loss(pred, gt)
         if cfg.w_contrast_match:
-            terms["contrast_match"] = contrast_match_loss(pred, gt)
+            terms["contrast_match"] = contrast_match_loss(pred, gt, cfg.contrast_fine_sigma)
         if cfg.w_contrast_map:
             terms["contrast_map"] = contrast_map_loss(pred, gt)
         if cfg.w_band:
-            terms["band"] = band_loss(pred, gt)
+            terms["band"] = band_loss(pred, gt, tuple(cfg.band_sigmas))
         if self.vessel_judge is not None:
             terms["vessel"] = vessel_map_loss(self.vessel_judge, pred, gt)
         return terms

@@ -345,3 +345,62 @@ def test_input_bits_rounds_degraded_inputs_as_a_file_stores_them(tiny_data: Path
     eight.run(progress=False)
     assert json.loads((tmp_path / "c" / "config.json").read_text())["input_bits"] == 8
     assert build_card(tmp_path / "c", "t")["training"]["input_bits"] == 8
+
+
+def _stripes(shape: tuple[int, ...], period: float = 3.5, amplitude: float = 0.02) -> torch.Tensor:
+    """Horizontal stripes (constant along rows), the texture stage 9 painted into every photograph."""
+    rows = torch.arange(shape[-2], dtype=torch.float32)
+    return amplitude * torch.sin(2 * torch.pi * rows / period).view(1, 1, -1, 1).expand(*shape)
+
+
+def test_fine_stripes_pay_the_contrast_term_unless_it_looks_through_a_blur() -> None:
+    """An output that lacks the clean photograph's vessel-scale detail (a blurred copy) brings the contrast
+    term down with fine stripes of its own; seen through a sigma-1 blur they buy almost nothing."""
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import contrast_match_loss
+
+    torch.manual_seed(0)
+    detail = F.avg_pool2d(torch.rand(1, 1, 96, 96), 5, 1, 2, count_include_pad=False) - 0.5
+    clean = 0.5 + 0.3 * detail.expand(1, 3, 96, 96)
+    blurred = 0.5 + 0.15 * detail.expand(1, 3, 96, 96)
+    striped = blurred + _stripes(blurred.shape, amplitude=0.008)
+    plain_gain = contrast_match_loss(blurred, clean) - contrast_match_loss(striped, clean)
+    fine_gain = contrast_match_loss(blurred, clean, fine=1.0) - contrast_match_loss(striped, clean, fine=1.0)
+    assert plain_gain.item() > 0.2  # of the 0.5 the blurred copy owes
+    assert fine_gain.item() < 0.2 * plain_gain.item()
+    assert contrast_match_loss(clean, clean, fine=1.0).item() == 0.0
+
+
+def test_the_finest_band_charges_a_texture_the_clean_photograph_lacks() -> None:
+    import torch.nn.functional as F
+
+    from ftrt.training.losses import band_loss
+
+    torch.manual_seed(0)
+    detail = F.avg_pool2d(torch.rand(1, 1, 96, 96), 5, 1, 2, count_include_pad=False) - 0.5
+    clean = 0.5 + 0.3 * detail.expand(1, 3, 96, 96)
+    striped = clean + _stripes(clean.shape, period=2.5)
+    shipped, finest = (1.0, 2.0, 4.0, 8.0), (0.0, 1.0, 2.0, 4.0, 8.0)
+    assert band_loss(clean, clean, finest).item() == 0.0
+    # Below the shipped bands the stripes cost little; the finest band charges them several times as much.
+    cheap, charged = band_loss(striped, clean, shipped).item(), band_loss(striped, clean, finest).item()
+    assert cheap < 0.1 and charged > 3 * cheap
+
+
+def test_band_and_contrast_options_are_checked_before_training_and_recorded(tiny_data: Path,
+                                                                            tmp_path: Path) -> None:
+    for bad in ([1.0], [2.0, 1.0], [-1.0, 1.0], [0.0, 0.0, 1.0]):
+        with pytest.raises(ValueError, match="band_sigmas"):
+            RestorerTrainer(_cfg(tiny_data, tmp_path / "a", band_sigmas=bad), log=lambda m: None)
+    with pytest.raises(ValueError, match="contrast_fine_sigma"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "a", contrast_fine_sigma=-1.0), log=lambda m: None)
+    trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", w_band=1.0, band_sigmas=[0.0, 1.0, 2.0],
+                                   w_contrast_match=1.0, contrast_fine_sigma=1.0, deinterlace=True, steps=2),
+                              log=lambda m: None)
+    trainer.run(progress=False)
+    training = build_card(tmp_path / "c", "t")["training"]
+    assert training["band_sigmas"] == [0.0, 1.0, 2.0]
+    assert training["contrast_fine_sigma"] == 1.0 and training["deinterlace"] is True
+    RestorerTrainer(_cfg(tiny_data, tmp_path / "d", steps=1), log=lambda m: None).run(progress=False)
+    assert not {"band_sigmas", "contrast_fine_sigma", "deinterlace"} & set(build_card(tmp_path / "d", "t")["training"])
