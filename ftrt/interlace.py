@@ -53,6 +53,20 @@ def row_comb_excess(img: np.ndarray) -> float:
     return row_comb_gain(img)[0]
 
 
+def row_comb_amplitude(img: np.ndarray) -> float:
+    """How visible a row texture is: the RMS (grey levels, 0-255) of the green channel's fine detail across rows
+    beyond that along rows (each: the image minus its sigma-1 blur in that direction only), central half. An
+    isotropic texture cancels; stripes remain. The ratio above is scale-free, so it is large for any faint comb
+    on a smooth photograph; this says whether the comb is a grey level or a hundredth of one."""
+    import cv2
+
+    h, w = img.shape[:2]
+    c = img[h // 4: 3 * h // 4, w // 4: 3 * w // 4, 1].astype(np.float64)
+    across = c - cv2.GaussianBlur(c, (1, 9), sigmaX=0.01, sigmaY=1.0)
+    along = c - cv2.GaussianBlur(c, (9, 1), sigmaX=1.0, sigmaY=0.01)
+    return float(np.sqrt(max(0.0, across.var() - along.var())) * 255)
+
+
 def _filter_rows(img: np.ndarray, edges: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """Each column scaled per frequency bin (reflected first, so the top and bottom edges add no step)."""
     h = img.shape[0]

@@ -75,3 +75,15 @@ def test_the_training_pool_deinterlaces_only_when_asked(tmp_path: Path) -> None:
     assert row_comb_gain(plain.float())[0] > THRESHOLD
     assert row_comb_gain(fixed.float())[0] < 1.2
     assert np.abs(fixed.float() - plain.float()).mean() < 0.02
+
+
+def test_row_comb_amplitude_is_in_grey_levels_and_blind_to_isotropic_texture() -> None:
+    from ftrt.interlace import row_comb_amplitude
+
+    img = _fundus_like(np.random.default_rng(4))
+    assert row_comb_amplitude(img) < 0.5  # sensor noise and one horizontal vessel: a third of a level
+    rows = np.arange(img.shape[0], dtype=np.float32)
+    striped = np.clip(img + (2 / 255) * np.sin(2 * np.pi * rows / 3)[:, None, None], 0, 1)
+    # A 2-level sine at period 3 px: most of it is finer than the sigma-1 blur, so about its RMS of 1.4 levels.
+    assert 1.0 < row_comb_amplitude(striped) < 1.6
+    assert row_comb_amplitude(np.ascontiguousarray(np.swapaxes(striped, 0, 1))) < 0.5  # columns are not rows
