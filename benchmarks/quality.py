@@ -166,13 +166,18 @@ def csdi_tests(csdi: Path, split: str, methods: dict[str, Method], gate: Any,
     return {"rows": rows, "split": split, "images": len(chosen)}
 
 
+def _finite(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """The rows' finite values of ``key`` (rows written before a column existed have none)."""
+    return [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
+
+
 def mean(rows: list[dict[str, Any]], key: str) -> float:
-    vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
+    vals = _finite(rows, key)
     return float(np.mean(vals)) if vals else float("nan")
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float:
-    vals = [r[key] for r in rows if np.isfinite(r.get(key, np.nan))]
+    vals = _finite(rows, key)
     return float(np.median(vals)) if vals else float("nan")
 
 

@@ -19,10 +19,15 @@ THRESHOLD = 1.3  # row-comb excess above which a photograph is equalised; ODIR's
 _BIN = 0.025
 
 
+def _central_half(g: np.ndarray) -> np.ndarray:
+    """The central half of a 2-D map (inside any fundus camera's FOV), as float64."""
+    h, w = g.shape
+    return g[h // 4: 3 * h // 4, w // 4: 3 * w // 4].astype(np.float64)
+
+
 def _spectra(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Power across rows (FFT down each column) and along rows, of the central half of ``g``."""
-    h, w = g.shape
-    c = g[h // 4: 3 * h // 4, w // 4: 3 * w // 4].astype(np.float64)
+    c = _central_half(g)
     # Hann windows: without them the crop's own edges leak low-frequency shading into the fine bins.
     wy, wx = np.hanning(c.shape[0])[:, None], np.hanning(c.shape[1])[None, :]
     across = (np.abs(np.fft.rfft((c - c.mean(0)) * wy, axis=0)) ** 2).mean(1)
@@ -60,8 +65,7 @@ def row_comb_amplitude(img: np.ndarray) -> float:
     on a smooth photograph; this says whether the comb is a grey level or a hundredth of one."""
     import cv2
 
-    h, w = img.shape[:2]
-    c = img[h // 4: 3 * h // 4, w // 4: 3 * w // 4, 1].astype(np.float64)
+    c = _central_half(img[..., 1])
     across = c - cv2.GaussianBlur(c, (1, 9), sigmaX=0.01, sigmaY=1.0)
     along = c - cv2.GaussianBlur(c, (9, 1), sigmaX=1.0, sigmaY=0.01)
     return float(np.sqrt(max(0.0, across.var() - along.var())) * 255)

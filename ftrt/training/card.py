@@ -10,11 +10,12 @@ from typing import Any
 
 from ftrt.models.pretrained import WEIGHTS_DIR, read_metadata
 from ftrt.training.checkpoint import load_weights, save_weights
+from ftrt.training.config import RestorerConfig
 
 
-# Options added after stage 9, at the values every run before them had.
-_EARLIER_DEFAULTS: dict[str, Any] = {"band_sigmas": [1.0, 2.0, 4.0, 8.0], "contrast_fine_sigma": 0.0,
-                                     "deinterlace": False}
+# Options added after stage 9; their config defaults are what every run before them had.
+_EARLIER_DEFAULTS: dict[str, Any] = {k: getattr(RestorerConfig(), k)
+                                     for k in ("band_sigmas", "contrast_fine_sigma", "deinterlace")}
 
 
 def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
