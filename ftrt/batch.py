@@ -157,16 +157,18 @@ def _path_tag(path: Path) -> str:
 
 def restore_files(inputs: list[str], out_dir: str | Path, opened: Any, side_by_side: bool = False,
                   progress: bool = True, skip_invalid: bool = False, dicom_out: str = "png",
-                  process: Any = None, model_id: str | None = None) -> list[Record]:
+                  process: Any = None, model_id: str | None = None, bits: int = 0) -> list[Record]:
     """Restore each file with an :class:`ftrt.runtime.OpenPipeline` (the per-file work is
     :class:`ftrt.jobs.RestoreJob`, the same as ``ftrt watch``'s), or with ``process`` instead of a local
-    pipeline (``opened`` None: a server does the work, ftrt.serving.client.RemoteRestorer)."""
+    pipeline (``opened`` None: a server does the work, ftrt.serving.client.RemoteRestorer). ``bits``: image
+    outputs at 8 or 16 bits, 0: each source's depth."""
     inputs = list(inputs)
     files = collect_inputs(inputs)
     out = ensure_output_dir(out_dir, files)
     job = RestoreJob(opened.pipeline if opened else None, out, BatchNames(files),
                      gate=opened.gate if opened else None, skip_invalid=skip_invalid, side_by_side=side_by_side,
-                     dicom_out=dicom_out, model_id=model_id or str(opened.model_info()["model"]), process=process)
+                     dicom_out=dicom_out, model_id=model_id or str(opened.model_info()["model"]), process=process,
+                     bits=bits)
     records = _skipped_records(inputs)
     for path in tqdm(files, desc="restore", disable=not progress or len(files) < 2, unit="img"):
         records.append(job.run(path).as_dict())

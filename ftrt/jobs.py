@@ -116,7 +116,8 @@ class RestoreJob:
     """Restore one file into ``out_dir``.
 
     ``dicom_out``: a DICOM input is written back as a derived DICOM instance ("dicom") or as an image
-    ("png"); ``model_id`` names the model in the derived instance.
+    ("png"); ``model_id`` names the model in the derived instance. ``bits``: the depth of image outputs, 8 or
+    16; 0 keeps each source's (a derived DICOM always takes its SOP class's).
     """
 
     pipeline: Any  # ftrt.runtime.FundusPipeline
@@ -129,10 +130,13 @@ class RestoreJob:
     model_id: str = ""
     suffix: str = ".png"
     process: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]] | None = None
+    bits: int = 0
 
     def __post_init__(self) -> None:
         if self.dicom_out not in ("dicom", "png"):
             raise ValueError(f"dicom_out must be 'dicom' or 'png', not {self.dicom_out!r}")
+        if self.bits not in (0, 8, 16):
+            raise ValueError(f"bits must be 0 (the source's), 8 or 16, not {self.bits!r}")
 
     def _process(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         if self.process is not None:  # a caller's own processing (tests, services that wrap the pipeline)
@@ -146,6 +150,7 @@ class RestoreJob:
             t0 = time.perf_counter()
             source = read_dicom(path) if is_dicom(path) else None
             img, depth = (source.image, source.depth) if source is not None else read_image(path)
+            depth = self.bits or depth
             t1 = time.perf_counter()
             result, mask, extra = self._process(img)
             if not np.isfinite(result).all():

@@ -33,6 +33,9 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
 @click.option("--dicom-out", type=click.Choice(["png", "dicom"]), default="png", show_default=True,
               help="DICOM inputs: write a PNG, or a derived DICOM instance (as `ftrt watch` does).")
+@click.option("--bits", type=click.Choice(["source", "8", "16"]), default="source", show_default=True,
+              help="Bit depth of the written images: each input's own, or 8 or 16 (16-bit PNG keeps the detail a "
+                   "restoration draws below one grey level of an 8-bit file, for software that reads it).")
 @click.option("--steps", type=click.IntRange(1, 200),
               help="Diffusion pipeline (--model DIR): sampler steps (default: the pipeline's own).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -47,14 +50,17 @@ from ftrt.runtime.models import DEFAULT_MODEL
               help="With --server: how long to wait (with back-off) for a server that is down or restarting.")
 def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str, max_side: int | None, tile: int,
             threads: int | None, strength: float | None, side_by_side: bool, cuda_graph: bool, gate: bool,
-            gate_model: str, skip_invalid: bool, dicom_out: str, steps: int | None, seed: int, refine: bool,
-            as_json: bool, server: str | None, server_wait: float) -> None:
+            gate_model: str, skip_invalid: bool, dicom_out: str, bits: str, steps: int | None, seed: int,
+            refine: bool, as_json: bool, server: str | None, server_wait: float) -> None:
     """Restore fundus photographs (files, folders, globs) with a trained model."""
     from ftrt.batch import gate_summary, restore_files
     from ftrt.runtime import open_pipeline
 
     if skip_invalid and not gate:
         fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
+    if bits != "source" and dicom_out == "dicom":
+        fail("--bits sets image outputs; a derived DICOM instance takes its SOP class's depth")
+    depth = 0 if bits == "source" else int(bits)
     if (steps is not None or refine) and not server:
         from ftrt.runtime.diffusion import is_pipeline_dir
 
@@ -71,7 +77,8 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
             fail(str(exc))
         try:
             run_batch(lambda: restore_files(list(inputs), out_dir, None, side_by_side, progress=not as_json,
-                                            dicom_out=dicom_out, process=remote, model_id=f"triton:{remote.model}"),
+                                            dicom_out=dicom_out, process=remote, model_id=f"triton:{remote.model}",
+                                            bits=depth),
                       as_json, summary=gate_summary,
                       show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
         finally:
@@ -82,7 +89,7 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
                                          steps=steps, seed=seed, refine=refine, strength=strength))
     with opened:
         run_batch(lambda: restore_files(list(inputs), out_dir, opened, side_by_side, progress=not as_json,
-                                        skip_invalid=skip_invalid, dicom_out=dicom_out),
+                                        skip_invalid=skip_invalid, dicom_out=dicom_out, bits=depth),
                   as_json, summary=gate_summary if gate else None,
                   show=lambda r: f"skipped: {r['input']}: {r['reason']}" if r["status"] == "skipped" else None)
 

@@ -47,7 +47,8 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
             "losses": {k: cfg[k] for k in ("w_pixel", "w_perceptual", "w_identity", "w_gan", "w_edge", "w_contrast",
-                                           "w_contrast_match", "w_contrast_map", "w_band", "w_vessel") if k in cfg},
+                                           "w_contrast_match", "w_contrast_map", "w_band", "w_ridge", "w_vessel")
+                       if k in cfg},
             "identity_fraction": cfg.get("identity_fraction"),
             # Recorded only where a run moved them from what every earlier run used.
             **{k: cfg[k] for k, was in _EARLIER_DEFAULTS.items() if k in cfg and cfg[k] != was},
@@ -60,6 +61,7 @@ def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) ->
             "perceptual_network": (f"{cfg.get('perceptual_model')} (first {cfg.get('perceptual_depth')} stages)"
                                    if cfg.get("w_perceptual") else None),
             "vessel_network": cfg.get("vessel_model") if cfg.get("w_vessel") else None,
+            "ridge_sigmas": cfg.get("ridge_sigmas") if cfg.get("w_ridge") else None,
             "ema_decay": cfg["ema_decay"],
             "seed": cfg["seed"],
             "train_seconds": meta["train_seconds"],

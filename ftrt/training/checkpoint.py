@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,32 @@ def load_training_state(
         state.setdefault(int(pid), {})[name] = val
     optimizer.load_state_dict({"state": state, "param_groups": payload.pop("optimizer")["param_groups"]})
     return payload
+
+
+def average_weights(paths: list[str | Path], out: str | Path, shares: list[float] | None = None) -> dict[str, Any]:
+    """The average of several weights files of one model, uniform or by ``shares`` (a "model soup": a network
+    fine-tuned from another sits in the same basin, so averaging the two lands between their behaviours, a
+    trade-off found without training). Refuses files of different presets, kwargs or tensors. The metadata is
+    the last file's, with ``averaged_from`` (each file's name, step and share) and no ``validation`` (no one
+    measured the average)."""
+    if len(paths) < 2:
+        raise ValueError("averaging needs at least two weights files")
+    shares = [1.0] * len(paths) if shares is None else list(shares)
+    if len(shares) != len(paths) or not all(math.isfinite(w) and w >= 0 for w in shares) or sum(shares) <= 0:
+        raise ValueError(f"shares must be one non-negative number per file, not all zero; got {shares}")
+    shares = [w / sum(shares) for w in shares]
+    loaded = [load_weights(p) for p in paths]
+    state0, meta0 = loaded[0]
+    for p, (state, meta) in zip(paths[1:], loaded[1:]):
+        for key in ("preset", "kwargs"):
+            if meta.get(key) != meta0.get(key):
+                raise ValueError(f"{p}: {key} {meta.get(key)!r} differs from {paths[0]}'s {meta0.get(key)!r}")
+        if state.keys() != state0.keys() or any(state[k].shape != state0[k].shape for k in state0):
+            raise ValueError(f"{p}: its tensors differ from {paths[0]}'s")
+    avg = {k: sum(w * s[k].double() for w, (s, _) in zip(shares, loaded)).to(state0[k].dtype)
+           if state0[k].is_floating_point() else state0[k] for k in state0}
+    meta = {k: v for k, v in loaded[-1][1].items() if k != "validation"}
+    meta["averaged_from"] = [{"file": Path(p).name, "steps": m.get("steps"), "share": round(w, 6)}
+                             for p, (_, m), w in zip(paths, loaded, shares)]
+    save_weights(out, avg, meta)
+    return meta

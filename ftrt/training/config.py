@@ -81,6 +81,9 @@ class RestorerConfig(GeneratorConfig):
     # losses.vessel_map_loss: a frozen vessel segmenter (``vessel_model``, trained by ``ftrt train vessels``
     # on clean photographs) finds the clean photograph's vessels in the output, no fewer and no more.
     w_vessel: float = 0.0
+    # losses.ridge_loss: the green channel's dark-line map (a differentiable Frangi) against the clean one's.
+    w_ridge: float = 0.0
+    ridge_sigmas: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
     vessel_model: str = ""
     identity_fraction: float = 0.25
     # Degraded pairs' pixel loss without each crop's per-channel FOV mean (losses.mean_free_pixel_loss): the

@@ -161,6 +161,43 @@ def _bands(x: torch.Tensor, sigmas: tuple[float, ...]) -> list[torch.Tensor]:
     return [fine - coarse for fine, coarse in zip(levels, levels[1:])]
 
 
+def _ridges(x: torch.Tensor, sigmas: tuple[float, ...]) -> list[torch.Tensor]:
+    """Dark-line strength of the green channel at each Gaussian ``sigma``: the larger Hessian eigenvalue minus
+    the magnitude of the smaller (a valley across, flat along: a vessel; a blob or noise speck scores little),
+    scale-normalised. Second derivatives: blind to any offset."""
+    g = x[:, 1:2]
+    out = []
+    for s in sigmas:
+        b = F.pad(_blur(g, s), (1, 1, 1, 1), mode="replicate")
+        c = b[..., 1:-1, 1:-1]
+        dxx = b[..., 1:-1, 2:] - 2 * c + b[..., 1:-1, :-2]
+        dyy = b[..., 2:, 1:-1] - 2 * c + b[..., :-2, 1:-1]
+        dxy = (b[..., 2:, 2:] - b[..., 2:, :-2] - b[..., :-2, 2:] + b[..., :-2, :-2]) / 4
+        half = ((dxx - dyy) ** 2 + 4 * dxy ** 2 + 1e-12).sqrt() / 2
+        big, small = (dxx + dyy) / 2 + half, (dxx + dyy) / 2 - half
+        out.append(F.relu(big - small.abs()) * s * s)
+    return out
+
+
+def ridge_loss(pred: torch.Tensor, target: torch.Tensor,
+               sigmas: tuple[float, ...] = (1.0, 2.0, 3.0)) -> torch.Tensor:
+    """Vessel-line agreement: the output's dark-line map (``_ridges``) against the clean photograph's, per
+    scale, relative to the clean map's mean, inside the inner FOV.
+
+    Why: ``band_loss`` charges every band-pass difference alike, so the clean photograph's unpredictable
+    texture weighs as much as its vessels and the cheapest answer where a veil left a vessel a grey level or
+    two is to smooth it away; this term asks for the lines a vessel segmenter reads (a Hessian line measure of
+    the green channel, as Frangi's in quality.py), in place and at the clean strength: a vessel lost or
+    weakened, a vessel drawn too strong, or a line where the clean photograph has none is what it costs.
+    Both maps are divided by the clean map's mean, never by the output's own statistics: a first version
+    standardised each image by its own green spread, and the network learnt to widen the spread (darker
+    periphery, brighter disc) to tone down lines it had drawn too strong, a loophole that cost 1 dB."""
+    fov = _inner_fov(target).to(pred.dtype)
+    per_scale = [_fov_mean((rp - rt).abs(), fov) / _fov_mean(rt, fov).clamp_min(1e-4)
+                 for rp, rt in zip(_ridges(pred, sigmas), _ridges(target, sigmas))]
+    return torch.stack(per_scale).mean()
+
+
 def vessel_loss(logits: list[torch.Tensor], vessels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy at every scale against the area-averaged annotation; unlabelled crops (-1) and
     padding are left out. Zero (with a gradient path) when the batch has no annotation."""

@@ -38,6 +38,7 @@ from ftrt.training.losses import (
     mean_free_pixel_loss,
     gan_generator_loss,
     perturb,
+    ridge_loss,
     pixel_loss,
     vessel_map_loss,
 )
@@ -152,6 +153,8 @@ class RestorerTrainer(TrainingRun):
         sig = cfg.band_sigmas
         if len(sig) < 2 or any(not np.isfinite(x) or x < 0 for x in sig) or any(b <= a for a, b in zip(sig, sig[1:])):
             raise ValueError(f"band_sigmas must be at least two increasing sigmas >= 0, got {sig}")
+        if not cfg.ridge_sigmas or any(not np.isfinite(x) or x <= 0 for x in cfg.ridge_sigmas):
+            raise ValueError(f"ridge_sigmas must be sigmas > 0, got {cfg.ridge_sigmas}")
         if not np.isfinite(cfg.contrast_fine_sigma) or cfg.contrast_fine_sigma < 0:
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
         torch.manual_seed(cfg.seed)
@@ -236,6 +239,8 @@ class RestorerTrainer(TrainingRun):
             terms["contrast_map"] = contrast_map_loss(pred, gt)
         if cfg.w_band:
             terms["band"] = band_loss(pred, gt, tuple(cfg.band_sigmas))
+        if cfg.w_ridge:
+            terms["ridge"] = ridge_loss(pred, gt, tuple(cfg.ridge_sigmas))
         if self.vessel_judge is not None:
             terms["vessel"] = vessel_map_loss(self.vessel_judge, pred, gt)
         return terms
@@ -243,7 +248,8 @@ class RestorerTrainer(TrainingRun):
     def detail_weights(self) -> dict[str, float]:
         cfg = self.cfg
         return {"contrast": cfg.w_contrast, "contrast_match": cfg.w_contrast_match,
-                "contrast_map": cfg.w_contrast_map, "band": cfg.w_band, "vessel": cfg.w_vessel}
+                "contrast_map": cfg.w_contrast_map, "band": cfg.w_band, "ridge": cfg.w_ridge,
+                "vessel": cfg.w_vessel}
 
     def train_step(self, lq: torch.Tensor, gt: torch.Tensor, real: torch.Tensor | None = None) -> dict[str, float]:
         cfg = self.cfg

@@ -231,3 +231,29 @@ def test_restore_cli_strength(random_onnx: Path, retina_png: Path, tmp_path: Pat
     r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(tmp_path / "b"), "--model", str(bad)])
     assert r.exit_code == 2 and r.output.startswith(f"error: {bad}") and r.output.count("\n") == 1, r.output
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
+
+
+def test_restore_cli_bits(random_onnx: Path, retina_png: Path, tmp_path: Path) -> None:
+    """--bits 16 writes a 16-bit PNG from an 8-bit photograph, holding the restoration below one grey level that
+    the 8-bit file rounds away (the same image once rounded); --bits 8 writes 8 bits from a 16-bit source; asking
+    for both --bits and a derived DICOM is one error line before anything is written."""
+    import cv2
+
+    runs = {}
+    for bits in ("source", "16"):
+        r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(tmp_path / bits), "--model",
+                                      str(random_onnx), "--bits", bits, "--json"])
+        assert r.exit_code == 0, r.output
+        runs[bits] = cv2.imread(str(tmp_path / bits / "retina.png"), cv2.IMREAD_UNCHANGED)
+    assert runs["source"].dtype == np.uint8 and runs["16"].dtype == np.uint16
+    deep = runs["16"].astype(np.float64) / 65535
+    assert np.abs(np.rint(deep * 255) - runs["source"]).max() <= 1
+    assert (np.abs(deep * 255 - np.rint(deep * 255)) > 0.1).mean() > 0.2  # detail between the 8-bit levels
+    r = CliRunner().invoke(main, ["restore", str(tmp_path / "16" / "retina.png"), "-o", str(tmp_path / "eight"),
+                                  "--model", str(random_onnx), "--bits", "8"])
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(tmp_path / "eight" / "retina.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    r = CliRunner().invoke(main, ["restore", str(retina_png), "-o", str(tmp_path / "d"), "--model", str(random_onnx),
+                                  "--bits", "16", "--dicom-out", "dicom"])
+    assert r.exit_code == 2 and r.output.startswith("error: --bits") and r.output.count("\n") == 1, r.output
+    assert not (tmp_path / "d").exists()

@@ -269,6 +269,41 @@ def test_band_loss_wants_the_clean_detail_in_its_place() -> None:
     assert band_loss(shifted, clean).item() > 1.2 * band_loss(flat, clean).item()
 
 
+def test_ridge_loss_wants_the_clean_vessels_and_no_others() -> None:
+    """Zero for the clean crop and blind to an offset; a veil that halves every vessel's contrast costs half, and
+    so does one that doubles it (no spreading the photograph's contrast can stand in for its lines); a vessel
+    lost, a vessel moved, or a vessel drawn where the clean crop has none all cost. Speckle as dark in total as an invented vessel costs the band
+    term more than twice what the vessel does, and this term less than the vessel: it charges lines, not texture."""
+    from ftrt.training.losses import band_loss, ridge_loss
+
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+
+    def line(x0: float) -> torch.Tensor:
+        """A dark vertical vessel 3 px wide at column x0."""
+        return torch.exp(-((xx - x0) ** 2) / (2 * 1.2**2))
+
+    def photo(dark: torch.Tensor) -> torch.Tensor:
+        return (0.6 - 0.2 * dark).expand(1, 3, 96, 96).clone()
+
+    clean = photo(line(40))
+    assert ridge_loss(clean, clean).item() == 0.0
+    assert ridge_loss(clean + 0.2, clean).item() < 1e-3
+    assert 0.45 < ridge_loss(0.5 * clean + 0.3, clean).item() < 0.55
+    assert 0.9 < ridge_loss(2 * clean - 0.6, clean).item() < 1.1
+    wider = clean + 0.2 * (yy / 95 - 0.5)  # a smooth ramp: more spread, the same lines
+    assert ridge_loss(wider, clean).item() < 0.05
+    lost = ridge_loss(photo(torch.zeros(96, 96)) + 1e-3 * torch.randn(1, 3, 96, 96), clean).item()
+    moved = ridge_loss(photo(line(48)), clean).item()
+    invented = photo(line(40) + line(70))
+    assert lost > 0.9 and moved > 1.5 and ridge_loss(invented, clean).item() > 0.7
+    torch.manual_seed(0)
+    specks = (torch.rand(96, 96) > 0.97).float()
+    spotty = photo(line(40) + specks * line(70).sum() / specks.sum())
+    bands = (0.0, 1.0, 2.0, 4.0, 8.0)
+    assert band_loss(spotty, clean, bands).item() > 2 * band_loss(invented, clean, bands).item()
+    assert ridge_loss(spotty, clean).item() < ridge_loss(invented, clean).item()
+
+
 def test_chain_parts_from_their_own_runs_and_a_frozen_part_stays(tiny_data: Path, tmp_path: Path) -> None:
     """light-res-s: the light corrector from a light run, the detail restorer from a res-s run; with the light
     part frozen, training moves only the detail part, and the final weights load back as one model."""
@@ -395,12 +430,66 @@ def test_band_and_contrast_options_are_checked_before_training_and_recorded(tiny
             RestorerTrainer(_cfg(tiny_data, tmp_path / "a", band_sigmas=bad), log=lambda m: None)
     with pytest.raises(ValueError, match="contrast_fine_sigma"):
         RestorerTrainer(_cfg(tiny_data, tmp_path / "a", contrast_fine_sigma=-1.0), log=lambda m: None)
+    for bad in ([], [0.0, 1.0], [float("nan")]):
+        with pytest.raises(ValueError, match="ridge_sigmas"):
+            RestorerTrainer(_cfg(tiny_data, tmp_path / "a", ridge_sigmas=bad), log=lambda m: None)
     trainer = RestorerTrainer(_cfg(tiny_data, tmp_path / "c", w_band=1.0, band_sigmas=[0.0, 1.0, 2.0],
+                                   w_ridge=0.5, ridge_sigmas=[1.0, 2.0],
                                    w_contrast_match=1.0, contrast_fine_sigma=1.0, deinterlace=True, steps=2),
                               log=lambda m: None)
     trainer.run(progress=False)
     training = build_card(tmp_path / "c", "t")["training"]
     assert training["band_sigmas"] == [0.0, 1.0, 2.0]
     assert training["contrast_fine_sigma"] == 1.0 and training["deinterlace"] is True
+    assert training["losses"]["w_ridge"] == 0.5 and training["ridge_sigmas"] == [1.0, 2.0]
     RestorerTrainer(_cfg(tiny_data, tmp_path / "d", steps=1), log=lambda m: None).run(progress=False)
-    assert not {"band_sigmas", "contrast_fine_sigma", "deinterlace"} & set(build_card(tmp_path / "d", "t")["training"])
+    plain = build_card(tmp_path / "d", "t")["training"]
+    assert not {"band_sigmas", "contrast_fine_sigma", "deinterlace"} & set(plain) and plain["ridge_sigmas"] is None
+
+
+def test_averaged_weights_run_between_their_parents_and_refuse_strangers(tmp_path: Path) -> None:
+    """The average of two res-s files is their parameter midpoint, loads as a model whose output lies between
+    the parents' (the soup a selection can weigh against its parents), records what it was made from and
+    carries no validation figure; a file of another architecture is refused, naming it."""
+    import subprocess
+    import sys
+
+    from ftrt.models.pretrained import load_model
+    from ftrt.models.registry import build_model as build
+    from ftrt.training.checkpoint import average_weights, load_weights, save_weights
+
+    torch.manual_seed(0)
+    a, b = build("res-s", width=8, stages=2), build("res-s", width=8, stages=2)
+    with torch.no_grad():  # a fresh res-s is the identity: move both away from it, differently
+        for p in [*a.parameters(), *b.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    meta = {"preset": "res-s", "kwargs": {"width": 8, "stages": 2}, "steps": 5, "validation": {"psnr": 30.0}}
+    save_weights(tmp_path / "a.safetensors", a.state_dict(), meta)
+    save_weights(tmp_path / "b.safetensors", b.state_dict(), {**meta, "steps": 9})
+    got = average_weights([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], tmp_path / "ab.safetensors")
+    assert got["averaged_from"] == [{"file": "a.safetensors", "steps": 5, "share": 0.5},
+                                    {"file": "b.safetensors", "steps": 9, "share": 0.5}]
+    state, meta_ab = load_weights(tmp_path / "ab.safetensors")
+    assert "validation" not in meta_ab
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(state[k], (v + b.state_dict()[k]) / 2)
+    mid = load_model(str(tmp_path / "ab.safetensors"))[0].eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ya, yb, ym = a.eval()(x), b.eval()(x), mid(x)
+    assert (ym - (ya + yb) / 2).abs().max() < (ya - yb).abs().max()
+    average_weights([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], tmp_path / "q.safetensors", [3, 1])
+    quarter = load_weights(tmp_path / "q.safetensors")[0]
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(quarter[k], 0.75 * v + 0.25 * b.state_dict()[k])
+    with pytest.raises(ValueError, match="shares"):
+        average_weights([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], tmp_path / "z.safetensors", [1, -1])
+
+    other = build("res-s", width=8, stages=3)
+    save_weights(tmp_path / "c.safetensors", other.state_dict(), {**meta, "kwargs": {"width": 8, "stages": 3}})
+    with pytest.raises(ValueError, match="c.safetensors"):
+        average_weights([tmp_path / "a.safetensors", tmp_path / "c.safetensors"], tmp_path / "ac.safetensors")
+    tool = Path(__file__).resolve().parents[2] / "tools" / "average_weights.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "x.safetensors"), str(tmp_path / "a.safetensors"),
+                          str(tmp_path / "c.safetensors")], capture_output=True, text=True)
+    assert run.returncode != 0 and "c.safetensors" in run.stderr and not (tmp_path / "x.safetensors").exists()
