@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ftrt.models.pretrained import resolve_weights  # noqa: E402
 from ftrt.training.checkpoint import average_weights  # noqa: E402
 
+
 def _split(arg: str) -> tuple[str, float]:
     """FILE:SHARE -> (FILE, SHARE); a colon not followed by a number belongs to the path."""
     path, _, share = arg.rpartition(":")
