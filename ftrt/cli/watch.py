@@ -32,6 +32,9 @@ from ftrt.runtime.models import DEFAULT_MODEL
               "last errors, and exit.")
 @click.option("--dicom-out", type=click.Choice(["dicom", "png"]), default="dicom", show_default=True,
               help="DICOM inputs: write a derived DICOM instance, or a PNG.")
+@click.option("--bits", type=click.Choice(["source", "8", "16"]), default="source", show_default=True,
+              help="Bit depth of the written images: each capture's own, or 8 or 16 (as `ftrt restore --bits`); "
+                   "a derived DICOM instance keeps its SOP class's depth.")
 @click.option("--side-by-side", is_flag=True, help="Also write <name>.compare.png (input | restored).")
 @click.option("--server", help="Restore on a Triton server (http://HOST:PORT or grpc://HOST:PORT; `ftrt serve`); "
               "while it is down, captures wait in the journal and are retried.")
@@ -39,7 +42,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
               help="With --server: seconds to wait for it per file before the file is retried later.")
 def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str, max_side: int | None,
           threads: int | None, strength: float | None, gate: bool, poll: float, once: bool, status_dir: str | None,
-          dicom_out: str, side_by_side: bool, server: str | None, server_wait: float) -> None:
+          dicom_out: str, bits: str, side_by_side: bool, server: str | None, server_wait: float) -> None:
     """Restore each photograph as it lands in IN_DIR, exactly once, surviving restarts (journal in OUT)."""
     from ftrt.jobs import RestoreJob
     from ftrt.runtime import open_pipeline
@@ -53,6 +56,9 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         return
     if not in_dir or not out_dir:
         fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
+    # Unlike `ftrt restore`, --bits is not refused with derived DICOM (watch's default): a camera folder gets
+    # both kinds of capture, and the setting is for the image files among them.
+    depth = 0 if bits == "source" else int(bits)
     if server and strength is not None:
         fail("--strength sets a local pipeline; with --server the server's repository decides")
     if server:
@@ -61,7 +67,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         try:
             remote = RemoteRestorer(server, wait=server_wait, log=echo_err)
             job = RestoreJob(None, Path(out_dir), watch_names, side_by_side=side_by_side, dicom_out=dicom_out,
-                             model_id=f"triton:{remote.model}", process=remote)
+                             model_id=f"triton:{remote.model}", process=remote, bits=depth)
             w = Watcher(in_dir, out_dir, job, poll=poll, log=echo_err, record=remote.describe())
         except ValueError as exc:
             fail(str(exc))
@@ -77,7 +83,8 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
     with opened:
         try:
             job = RestoreJob(opened.pipeline, Path(out_dir), watch_names, gate=opened.gate,
-                             side_by_side=side_by_side, dicom_out=dicom_out, model_id=str(record["model"]))
+                             side_by_side=side_by_side, dicom_out=dicom_out, model_id=str(record["model"]),
+                             bits=depth)
             w = Watcher(in_dir, out_dir, job, poll=poll, log=echo_err, record=record)
         except ValueError as exc:
             fail(str(exc))

@@ -136,3 +136,23 @@ def test_restart_removes_the_temp_file_a_kill_left_mid_write(tmp_path: Path, ret
     assert not stale.exists() and foreign.exists()
     assert (out_dir / output_name(src)).exists() and status(out_dir)["counts"] == {"done": 1}
     assert any("interrupted run" in m for m in logs)
+
+
+def test_watch_bits_16_writes_16_bit_images_and_keeps_dicom_depth(tmp_path: Path, retina: np.ndarray,
+                                                                  random_onnx: Path) -> None:
+    """`ftrt watch --bits 16` (with watch's default of derived DICOM): an 8-bit PNG capture comes out as a 16-bit
+    PNG holding values between 8-bit levels, while an 8-bit ophthalmic DICOM capture still comes out as its SOP
+    class's 8 bits, in the same run."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    write_image(in_dir / "a.png", retina)
+    make_photo_dicom(in_dir / "IM0001", retina)
+    res = subprocess.run([sys.executable, "-m", "ftrt.cli", "watch", str(in_dir), "-o", str(out_dir), "--model",
+                          str(random_onnx), "--max-side", "64", "--threads", "1", "--poll", "0.05", "--once",
+                          "--bits", "16"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "2 restored, 0 failed" in res.stdout, res.stderr
+    png = cv2.imread(str(out_dir / output_name(Path("a.png"))), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape[:2] == retina.shape[:2]
+    assert ((png.astype(np.int64) % 257) != 0).mean() > 0.2  # not an 8-bit image stretched to 16 bits
+    derived = read_dicom(out_dir / output_name(Path("IM0001"), ".dcm"))
+    assert derived.depth == 8
