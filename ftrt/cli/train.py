@@ -71,14 +71,15 @@ def train_restorer(config_path: str | None, data: tuple[str, ...], real_lq: tupl
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Degradations and the validation hold-out (use the restorer run's seed to hold out the same).")
+@click.option("--offset-only", is_flag=True, help="Shift each channel only, no gain (keeps the contrast).")
 @click.option("--no-progress", is_flag=True)
 def train_colour_head(init: str, data: tuple[str, ...], out: str, kind: str, samples: int, steps: int, lr: float,
-                      seed: int, no_progress: bool) -> None:
+                      seed: int, offset_only: bool, no_progress: bool) -> None:
     """Fit the global colour head to one camera: whole photographs, network frozen (minutes on a CPU)."""
     from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
 
     cfg = ColourHeadConfig(init=init, data=list(data), out=out, kind=kind, samples=samples, steps=steps, lr=lr,
-                           seed=seed)
+                           seed=seed, offset_only=offset_only)
     try:
         result = fit_colour_head(cfg, progress=not no_progress, log=lambda m: click.echo(m, err=True))
     except (ValueError, FileNotFoundError) as exc:

@@ -115,11 +115,13 @@ def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -
 
     from ftrt.cli import main
     from ftrt.models.pretrained import load_model
+    from dataclasses import replace
+
     from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
 
     plain = RestorerTrainer(_cfg(tiny_data, tmp_path / "plain", steps=1), log=lambda m: None).run(progress=False)
     res = CliRunner().invoke(main, ["train", "colour-head", "--init", plain["weights"], "--data", str(tiny_data),
-                                    "--out", str(tmp_path / "x"), "--no-progress"])
+                                    "--out", str(tmp_path / "x"), "--offset-only", "--no-progress"])
     assert res.exit_code != 0 and "no affine head" in res.output
     base = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True), log=lambda m: None)
     weights = base.run(progress=False)["weights"]
@@ -132,6 +134,15 @@ def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -
     assert tuned.global_head[2].weight.abs().sum() > 0
     frozen = load_model(weights)[0].state_dict()
     assert all(torch.equal(v, frozen[k]) for k, v in tuned.state_dict().items() if not k.startswith("global_head."))
+    # --offset-only: the head learns shifts and its gain outputs stay exactly zero, so no photograph's contrast
+    # is scaled.
+    shifted = fit_colour_head(replace(cfg, out=str(tmp_path / "shift"), offset_only=True), progress=False,
+                              log=lambda m: None)
+    shift, meta = load_model(shifted["weights"])
+    last = shift.global_head[2]
+    assert meta["colour_head"]["offset_only"] and last.weight[3:].abs().sum() > 0 and last.bias[3:].abs().sum() > 0
+    assert torch.equal(last.weight[:3], torch.zeros_like(last.weight[:3]))
+    assert torch.equal(last.bias[:3], torch.zeros_like(last.bias[:3]))
 
 
 def test_physical_pairs_with_edge_loss_scale_and_fast_layouts(tiny_data: Path, tmp_path: Path) -> None:
