@@ -111,12 +111,12 @@ def test_fine_tuning_may_add_a_head_but_not_change_the_network(tiny_data: Path, 
 
 def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -> None:
     """`ftrt train colour-head`: adds the global head to frozen weights and fits it; the rest stays as it was."""
+    from dataclasses import replace
+
     from click.testing import CliRunner
 
     from ftrt.cli import main
     from ftrt.models.pretrained import load_model
-    from dataclasses import replace
-
     from ftrt.training.colour_head import ColourHeadConfig, fit_colour_head
 
     plain = RestorerTrainer(_cfg(tiny_data, tmp_path / "plain", steps=1), log=lambda m: None).run(progress=False)
