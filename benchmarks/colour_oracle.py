@@ -1,0 +1,101 @@
+"""How much of the paired-test PSNR gap is global colour: PSNR before and after an oracle colour correction.
+
+    python benchmarks/colour_oracle.py [--models res-s X.onnx ...] [--split training|test] [--limit N]
+                                       [--out benchmarks/results/colour_oracle.md]
+
+quality.py's paired tests score PSNR against the clean photograph. Each photograph's own brightness and colour
+weigh heavily there, and a blind restorer cannot know them. Here every method's output (and the unrestored input)
+is also scored after the best per-channel gain and offset that maps it onto the clean photograph inside the FOV
+(least squares, an oracle no deployed model has). PSNR after the oracle is what is left once global colour is
+forgiven: the local structure, veil, uneven light and blur. The same pairs as quality.py (one draw per photograph
+and family, seeded by the file name), through 8 bits both ways, restored through the `ftrt restore` pipeline
+(ONNX Runtime CPU, 2 threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import cpu_name, invocation, write_report  # noqa: E402
+from quality import KINDS, drive_photographs, drive_rng, methods_for, to8  # noqa: E402
+
+from ftrt import __version__  # noqa: E402
+from ftrt.degrade import degrade  # noqa: E402
+from ftrt.metrics import psnr  # noqa: E402
+
+
+def oracle_affine(img: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``img`` with each channel mapped by the gain and offset that best fit ``clean`` inside ``mask``."""
+    out = img.copy()
+    ones = np.ones(int(mask.sum()), np.float64)
+    for c in range(3):
+        a = np.stack([img[..., c][mask].astype(np.float64), ones], axis=1)
+        gain, offset = np.linalg.lstsq(a, clean[..., c][mask].astype(np.float64), rcond=None)[0]
+        out[..., c] = img[..., c] * gain + offset
+    return np.clip(out, 0, 1) * mask[..., None]
+
+
+def scores(drive: Path, models: list[str], limit: int | None,
+           log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{family: {method: [(PSNR, PSNR after the oracle) per photograph]}}."""
+    methods = {k: v for k, v in methods_for(models).items() if k != "DCP"}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {k: {} for k in KINDS}
+    for name, clean, mask, _ in drive_photographs(drive, limit):
+        for kind in KINDS:
+            lq = to8(degrade(clean, kind, drive_rng(name), mask=mask)[0])
+            for label, fn in methods.items():
+                res = to8(fn(lq) * mask[..., None])
+                out[kind].setdefault(label, []).append(
+                    (psnr(res, clean, mask), psnr(oracle_affine(res, clean, mask), clean, mask)))
+        log(f"DRIVE {name} done")
+    return out
+
+
+def table(res: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
+    labels = list(next(iter(res.values())))
+    lines = ["| method | " + " | ".join(f"{k} PSNR | {k} after oracle" for k in res) + " |",
+             "|---|" + "---:|---:|" * len(res)]
+    for label in labels:
+        cells = []
+        for by in res.values():
+            v = np.array(by[label])
+            cells += [f"{v[:, 0].mean():.2f}", f"{v[:, 1].mean():.2f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--models", nargs="*", default=["res-s"], help="restorer names or ONNX paths")
+    ap.add_argument("--split", choices=["test", "training"], default="training")
+    ap.add_argument("--limit", type=int, help="only the first N photographs")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "colour_oracle.md"))
+    args = ap.parse_args()
+    drive = Path(args.data) / "drive" / args.split
+    if not (drive / "images").is_dir():
+        print(f"DRIVE {args.split} set not found under {drive}", file=sys.stderr)
+        return 2
+    res = scores(drive, args.models, args.limit)
+    n = len(next(iter(res[KINDS[0]].values())))
+    header = [
+        "# PSNR before and after an oracle global colour correction", "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `{invocation()}`, ftrt {__version__}, on "
+        f"{cpu_name()}, 2 threads; DRIVE {args.split}, {n} photographs, quality.py's pairs (draw 0), inputs and "
+        "outputs through 8 bits. PSNR (dB) inside the FOV against the clean photograph; \"after oracle\": after the "
+        "best per-channel gain and offset fitted to the clean photograph (no deployed model knows it).", ""]
+    write_report(args.out, header + table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
