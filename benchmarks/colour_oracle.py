@@ -14,7 +14,6 @@ and family, seeded by the file name), through 8 bits both ways, restored through
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, invocation, write_report  # noqa: E402
+from common import cpu_name, drive_split_args, invocation, write_report  # noqa: E402
 from quality import KINDS, drive_photographs, drive_rng, methods_for, to8  # noqa: E402
 
 from ftrt import __version__  # noqa: E402
@@ -74,17 +73,10 @@ def table(res: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--models", nargs="*", default=["res-s"], help="restorer names or ONNX paths")
-    ap.add_argument("--split", choices=["test", "training"], default="training")
-    ap.add_argument("--limit", type=int, help="only the first N photographs")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "colour_oracle.md"))
-    args = ap.parse_args()
-    drive = Path(args.data) / "drive" / args.split
-    if not (drive / "images").is_dir():
-        print(f"DRIVE {args.split} set not found under {drive}", file=sys.stderr)
+    parsed = drive_split_args(__doc__.splitlines()[0], "training", "colour_oracle.md")
+    if parsed is None:
         return 2
+    args, drive = parsed
     res = scores(drive, args.models, args.limit)
     n = len(next(iter(res[KINDS[0]].values())))
     header = [

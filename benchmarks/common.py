@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -40,3 +41,22 @@ def write_report(out: str | Path, lines: list[str]) -> str:
     Path(out).write_text(text)
     print(text)
     return text
+
+
+def drive_split_args(description: str, default_split: str,
+                     report: str) -> tuple[argparse.Namespace, Path] | None:
+    """The command line of a driver that restores one DRIVE split (--data, --models, --split, --limit, --out),
+    parsed, with that split's folder; None (after one error line) where the split is not there."""
+    root = Path(__file__).resolve().parent.parent
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--data", default=str(root.parent / "shared" / "data"))
+    ap.add_argument("--models", nargs="*", default=["res-s"], help="restorer names or ONNX paths")
+    ap.add_argument("--split", choices=["test", "training"], default=default_split)
+    ap.add_argument("--limit", type=int, help="only the first N photographs")
+    ap.add_argument("--out", default=str(root / "benchmarks" / "results" / report))
+    args = ap.parse_args()
+    drive = Path(args.data) / "drive" / args.split
+    if not (drive / "images").is_dir():
+        print(f"DRIVE {args.split} set not found under {drive}", file=sys.stderr)
+        return None
+    return args, drive

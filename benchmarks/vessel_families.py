@@ -17,7 +17,6 @@ images, as a clinic's files are): the share of a family's gap that is the roundi
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_name, invocation, write_report  # noqa: E402
+from common import cpu_name, drive_split_args, invocation, write_report  # noqa: E402
 from quality import drive_photographs, methods_for, segment, to8  # noqa: E402
 
 from ftrt import __version__  # noqa: E402
@@ -74,17 +73,10 @@ def table(res: dict[str, dict[str, list[float]]]) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--models", nargs="*", default=["res-s"], help="restorer names or ONNX paths")
-    ap.add_argument("--split", choices=["test", "training"], default="test")
-    ap.add_argument("--limit", type=int, help="only the first N photographs")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vessel_families.md"))
-    args = ap.parse_args()
-    drive = Path(args.data) / "drive" / args.split
-    if not (drive / "images").is_dir():
-        print(f"DRIVE {args.split} set not found under {drive}", file=sys.stderr)
+    parsed = drive_split_args(__doc__.splitlines()[0], "test", "vessel_families.md")
+    if parsed is None:
         return 2
+    args, drive = parsed
     res = family_dice(drive, args.models, args.limit)
     n = len(res[FAMILIES[0]]["clean"])
     header = [
