@@ -14,6 +14,14 @@ from ftrt.runtime.backends.table import BACKENDS
 # The runtime's and the degradations' own tables (import-free modules: `ftrt --help` loads no runtime).
 BACKEND_CHOICES = list(BACKENDS)
 DEGRADE_KINDS = list(KINDS)
+# Written images' bit depth (`restore --bits`, `watch --bits`): "source" keeps each input's, which RestoreJob
+# spells 0.
+BITS_CHOICE = click.Choice(["source", "8", "16"])
+
+
+def output_depth(bits: str) -> int:
+    """A --bits choice as ftrt.jobs.RestoreJob's ``bits``."""
+    return 0 if bits == "source" else int(bits)
 
 
 def fail(message: str) -> NoReturn:

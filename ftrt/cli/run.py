@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from ftrt.cli.common import BACKEND_CHOICES, fail, open_or_fail, run_batch, tile_side, working_side
+from ftrt.cli.common import (BACKEND_CHOICES, BITS_CHOICE, fail, open_or_fail, output_depth, run_batch, tile_side,
+                             working_side)
 from ftrt.cli.main import main
 from ftrt.runtime.models import DEFAULT_MODEL
 
@@ -33,7 +34,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
 @click.option("--skip-invalid", is_flag=True, help="With --gate: leave images that are not fundus photographs untouched.")
 @click.option("--dicom-out", type=click.Choice(["png", "dicom"]), default="png", show_default=True,
               help="DICOM inputs: write a PNG, or a derived DICOM instance (as `ftrt watch` does).")
-@click.option("--bits", type=click.Choice(["source", "8", "16"]), default="source", show_default=True,
+@click.option("--bits", type=BITS_CHOICE, default="source", show_default=True,
               help="Bit depth of the written images: each input's own, or 8 or 16 (16-bit PNG keeps the detail a "
                    "restoration draws below one grey level of an 8-bit file, for software that reads it).")
 @click.option("--steps", type=click.IntRange(1, 200),
@@ -60,7 +61,7 @@ def restore(inputs: tuple[str, ...], out_dir: str, model_ref: str, backend: str,
         fail("--skip-invalid needs --gate (the readability classifier decides what is a fundus photograph)")
     if bits != "source" and dicom_out == "dicom":
         fail("--bits sets image outputs; a derived DICOM instance takes its SOP class's depth")
-    depth = 0 if bits == "source" else int(bits)
+    depth = output_depth(bits)
     if (steps is not None or refine) and not server:
         from ftrt.runtime.diffusion import is_pipeline_dir
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ftrt.cli.common import BACKEND_CHOICES, echo_err, fail, open_or_fail, working_side
+from ftrt.cli.common import BACKEND_CHOICES, BITS_CHOICE, echo_err, fail, open_or_fail, output_depth, working_side
 from ftrt.cli.main import main
 from ftrt.runtime.models import DEFAULT_MODEL
 
@@ -32,7 +32,7 @@ from ftrt.runtime.models import DEFAULT_MODEL
               "last errors, and exit.")
 @click.option("--dicom-out", type=click.Choice(["dicom", "png"]), default="dicom", show_default=True,
               help="DICOM inputs: write a derived DICOM instance, or a PNG.")
-@click.option("--bits", type=click.Choice(["source", "8", "16"]), default="source", show_default=True,
+@click.option("--bits", type=BITS_CHOICE, default="source", show_default=True,
               help="Bit depth of the written images: each capture's own, or 8 or 16 (as `ftrt restore --bits`); "
                    "a derived DICOM instance keeps its SOP class's depth.")
 @click.option("--side-by-side", is_flag=True, help="Also write <name>.compare.png (input | restored).")
@@ -58,7 +58,7 @@ def watch(in_dir: str | None, out_dir: str | None, model_ref: str, backend: str,
         fail("give IN_DIR and -o OUT_DIR (or --status OUT_DIR)")
     # Unlike `ftrt restore`, --bits is not refused with derived DICOM (watch's default): a camera folder gets
     # both kinds of capture, and the setting is for the image files among them.
-    depth = 0 if bits == "source" else int(bits)
+    depth = output_depth(bits)
     if server and strength is not None:
         fail("--strength sets a local pipeline; with --server the server's repository decides")
     if server:
