@@ -67,7 +67,7 @@ def family_dice(drive: Path, models: list[str], limit: int | None,
         # quality.py's pair, drawn exactly as it draws it (draw 0).
         raw, params = degrade(clean, "real", drive_rng(name), mask=mask)
         row: dict[str, Any] = {"image": name, "families": params["real"]["families"], "clean": d_clean,
-                                  "unrounded": dice(segment(vesselness(raw, mask), mask)[0], truth)}
+                              "unrounded": dice(segment(vesselness(raw, mask), mask)[0], truth)}
         for label, fn in {"input": lambda img: img, **methods}.items():
             restored = to8(fn(to8(raw)) * mask[..., None])
             row[label] = dice(segment(vesselness(restored, mask), mask)[0], truth)
@@ -95,7 +95,8 @@ def combined_table(rows: Rows) -> list[str]:
     """Per photograph of quality.py's `real` pairs; "share" = its part of the method's summed clean - restored gap."""
     labels = [k for k in rows[0] if k not in ("image", "families", "clean", "unrounded", "input")]
     gaps = {k: sum(float(r["clean"]) - float(r[k]) for r in rows) for k in labels}
-    lines = ["| photograph | families | clean | unrounded | input | " + " | ".join(f"{k} | share" for k in labels) + " |",
+    head = " | ".join(f"{k} | share" for k in labels)
+    lines = [f"| photograph | families | clean | unrounded | input | {head} |",
              "|---|---|---:|---:|---:|" + "---:|---:|" * len(labels)]
     for r in rows:
         cells = [str(r["image"]), ", ".join(r["families"]),
