@@ -45,6 +45,11 @@ from ftrt.realism import inner_fov, vesselness  # noqa: E402
 Rows = list[dict[str, Any]]
 
 
+def vessel_dice(img: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> float:
+    """quality.py's fixed segmenter on ``img``, scored against ``truth``."""
+    return dice(segment(vesselness(img, mask), mask)[0], truth)
+
+
 def family_dice(drive: Path, models: list[str], limit: int | None,
                 log=lambda m: print(m, file=sys.stderr, flush=True)) -> tuple[dict[str, dict[str, list[float]]], Rows]:
     """({family: {method: [Dice per photograph]}}, with the clean photograph's Dice under method "clean"; one row
@@ -54,23 +59,24 @@ def family_dice(drive: Path, models: list[str], limit: int | None,
     combined: Rows = []
     for name, clean, mask, truth in drive_photographs(drive, limit):
         truth = truth & inner_fov(mask)
-        d_clean = dice(segment(vesselness(clean, mask), mask)[0], truth)
+        d_clean = vessel_dice(clean, mask, truth)
         for i, fam in enumerate(FAMILIES):
             rng = np.random.default_rng([1, *name.encode(), i])
             raw = apply_physical(clean, mask, sample_physical(rng, clean.shape[:2], only=fam))
             lq = to8(raw)
             out[fam].setdefault("clean", []).append(d_clean)
-            out[fam].setdefault("unrounded", []).append(dice(segment(vesselness(raw, mask), mask)[0], truth))
+            out[fam].setdefault("unrounded", []).append(vessel_dice(raw, mask, truth))
             for label, fn in methods.items():
                 restored = to8(fn(lq) * mask[..., None])
-                out[fam].setdefault(label, []).append(dice(segment(vesselness(restored, mask), mask)[0], truth))
+                out[fam].setdefault(label, []).append(vessel_dice(restored, mask, truth))
         # quality.py's pair, drawn exactly as it draws it (draw 0).
         raw, params = degrade(clean, "real", drive_rng(name), mask=mask)
         row: dict[str, Any] = {"image": name, "families": params["real"]["families"], "clean": d_clean,
-                              "unrounded": dice(segment(vesselness(raw, mask), mask)[0], truth)}
+                              "unrounded": vessel_dice(raw, mask, truth)}
+        lq = to8(raw)
         for label, fn in {"input": lambda img: img, **methods}.items():
-            restored = to8(fn(to8(raw)) * mask[..., None])
-            row[label] = dice(segment(vesselness(restored, mask), mask)[0], truth)
+            restored = to8(fn(lq) * mask[..., None])
+            row[label] = vessel_dice(restored, mask, truth)
         combined.append(row)
         log(f"DRIVE {name} done")
     return out, combined
