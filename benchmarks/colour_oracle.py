@@ -7,7 +7,9 @@ quality.py's paired tests score PSNR against the clean photograph. Each photogra
 weigh heavily there, and a blind restorer cannot know them. Here every method's output (and the unrestored input)
 is also scored after the best per-channel gain and offset that maps it onto the clean photograph inside the FOV
 (least squares, an oracle no deployed model has). PSNR after the oracle is what is left once global colour is
-forgiven: the local structure, veil, uneven light and blur. The same pairs as quality.py (one draw per photograph
+forgiven: the local structure, veil, uneven light and blur. One more row sets the unrestored input's per-channel
+mean and spread to the camera's average (the split's other clean photographs): the most a global colour correction
+could do that knew the camera but not the photograph. The same pairs as quality.py (one draw per photograph
 and family, seeded by the file name), through 8 bits both ways, restored through the `ftrt restore` pipeline
 (ONNX Runtime CPU, 2 threads).
 """
@@ -43,12 +45,36 @@ def oracle_affine(img: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> np.nd
     return np.clip(out, 0, 1) * mask[..., None]
 
 
+def camera_colour(img: np.ndarray, mask: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """``img`` with each channel's FOV mean and spread set to ``mean`` and ``spread``: what knowing the camera's
+    average colour (not this photograph's) is worth to a global colour correction."""
+    out = img.copy()
+    for c in range(3):
+        v = img[..., c][mask]
+        out[..., c] = (img[..., c] - v.mean()) / max(float(v.std()), 1e-3) * spread[c] + mean[c]
+    return np.clip(out, 0, 1) * mask[..., None]
+
+
+def channel_stats(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(2, 3): each channel's mean and spread inside ``mask``."""
+    v = img[mask]
+    return np.stack([v.mean(axis=0), v.std(axis=0)])
+
+
+CAMERA = "camera's mean colour"
+
+
 def scores(drive: Path, models: list[str], limit: int | None,
            log=lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """{family: {method: [(PSNR, PSNR after the oracle) per photograph]}}."""
     methods = {k: v for k, v in methods_for(models).items() if k != "DCP"}
     out: dict[str, dict[str, list[tuple[float, float]]]] = {k: {} for k in KINDS}
-    for name, clean, mask, _ in drive_photographs(drive, limit):
+    photos = list(drive_photographs(drive, limit))
+    stats = np.stack([channel_stats(clean, mask) for _, clean, mask, _ in photos])
+    for i, (name, clean, mask, _) in enumerate(photos):
+        # The camera's average over the split's other clean photographs (leave one out).
+        cam = np.delete(stats, i, axis=0).mean(axis=0)
+        methods[CAMERA] = lambda img, m=mask, c=cam: camera_colour(img, m, c[0], c[1])
         for kind in KINDS:
             lq = to8(degrade(clean, kind, drive_rng(name), mask=mask)[0])
             for label, fn in methods.items():
@@ -84,7 +110,10 @@ def main() -> int:
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `{invocation()}`, ftrt {__version__}, on "
         f"{cpu_name()}, 2 threads; DRIVE {args.split}, {n} photographs, quality.py's pairs (draw 0), inputs and "
         "outputs through 8 bits. PSNR (dB) inside the FOV against the clean photograph; \"after oracle\": after the "
-        "best per-channel gain and offset fitted to the clean photograph (no deployed model knows it).", ""]
+        "best per-channel gain and offset fitted to the clean photograph (no deployed model knows it). "
+        f"\"{CAMERA}\": the unrestored input with each channel's FOV mean and spread set to the average of the "
+        "split's other clean photographs (the same camera; what a global colour correction that knew the camera, "
+        "but not the photograph, could do).", ""]
     write_report(args.out, header + table(res))
     return 0
 

@@ -17,7 +17,7 @@ class DenseUNet(nn.Module):
     """
 
     def __init__(self, width: int = 32, stages: int = 4, blocks_per_unit: int = 3, group_width: int = 8,
-                 affine_head: bool = False, global_head: bool = False) -> None:
+                 affine_head: bool = False, global_head: bool = False, bottleneck_blocks: int = 0) -> None:
         super().__init__()
         self.width = width
         self.stages = stages
@@ -26,7 +26,10 @@ class DenseUNet(nn.Module):
         chans = [width * 2**i for i in range(stages + 1)]
         self.encoders = nn.ModuleList(DenseUnit(c, blocks_per_unit, group_width) for c in chans[:-1])
         self.downs = nn.ModuleList(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1) for c in chans[:-1])
-        self.bottleneck = DenseUnit(chans[-1], blocks_per_unit, group_width)
+        # A deeper bottleneck (bottleneck_blocks > blocks_per_unit) adds capacity and reach where it is cheap: at
+        # 1/2**stages resolution each block costs about a sixtieth of res-s's compute and sees 2**stages times as
+        # far as a full-resolution one.
+        self.bottleneck = DenseUnit(chans[-1], bottleneck_blocks or blocks_per_unit, group_width)
         self.ups = nn.ModuleList(nn.Conv2d(2 * c, c, 3, padding=1) for c in chans[:-1])
         self.dec_blocks = nn.ModuleList(DenseConvBlock(2 * c, group_width) for c in chans[:-1])
         self.fuse = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in chans[:-1])

@@ -51,6 +51,7 @@ class GeneratorConfig:
 class RestorerConfig(GeneratorConfig):
     affine_head: bool = False  # DenseUNet's illumination head (an ftrt addition to the paper's layout)
     global_head: bool = False  # its global colour term (needs affine_head)
+    bottleneck_blocks: int = 0  # DenseUNet's bottleneck depth; 0: the preset's (blocks_per_unit)
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576

@@ -74,16 +74,26 @@ def cpu_has_bf16() -> bool:
 _HEAD_MODULES = {"affine_head": "affine.", "global_head": "global_head."}
 
 
+def _bottleneck_depth(kwargs: dict[str, Any]) -> int:
+    return int(kwargs.get("bottleneck_blocks") or kwargs.get("blocks_per_unit", 3))
+
+
 def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, Any]) -> None:
-    """Fine-tuning start: the same architecture, or one that only adds heads (those keep their zero init)."""
+    """Fine-tuning start: the same architecture, or one that only adds heads (those keep their zero init) or
+    bottleneck blocks (appended after the trained ones; each starts next to the identity, its layer scale 1e-5)."""
     init, meta = load_model(path)
     old = meta.get("kwargs", {})
     added = {k for k in set(kwargs) - set(old) if k.endswith("_head") and kwargs[k]}
-    if meta.get("preset") != preset or {k: v for k, v in kwargs.items() if k not in added} != old:
+    old_depth, depth = _bottleneck_depth(old), _bottleneck_depth(kwargs)
+
+    def rest(kw: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in kw.items() if k not in added and k != "bottleneck_blocks"}
+
+    if meta.get("preset") != preset or rest(kwargs) != rest(old) or depth < old_depth:
         raise ValueError(f"init {path!r} is {meta.get('preset')} {old}, not {preset} {kwargs}")
-    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added)
-    new_heads = tuple(_HEAD_MODULES[k] for k in added)
-    if unexpected or any(not k.startswith(new_heads) for k in missing):
+    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added and depth == old_depth)
+    new = tuple(_HEAD_MODULES[k] for k in added) + tuple(f"bottleneck.blocks.{i}." for i in range(old_depth, depth))
+    if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"init {path!r}: weights do not fit {preset} {kwargs}")
 
 
@@ -159,7 +169,9 @@ class RestorerTrainer(TrainingRun):
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        heads = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
+        heads: dict[str, Any] = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
+        if cfg.bottleneck_blocks:
+            heads["bottleneck_blocks"] = cfg.bottleneck_blocks
         self.model_kwargs = preset_kwargs(cfg.model, **heads)
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:

@@ -109,6 +109,29 @@ def test_fine_tuning_may_add_a_head_but_not_change_the_network(tiny_data: Path, 
                         log=lambda m: None)
 
 
+def test_fine_tuning_may_deepen_the_bottleneck_but_never_shallow_it(tiny_data: Path, tmp_path: Path) -> None:
+    """bottleneck_blocks: the trained blocks load unchanged, the appended ones start next to the identity (layer
+    scale 1e-5), the weights record the depth and load back; fewer blocks than the init's is refused."""
+    from ftrt.models.pretrained import load_model
+
+    weights = RestorerTrainer(_cfg(tiny_data, tmp_path / "a", steps=2, affine_head=True),
+                              log=lambda m: None).run(progress=False)["weights"]
+    deep = RestorerTrainer(_cfg(tiny_data, tmp_path / "b", affine_head=True, bottleneck_blocks=5, init=weights,
+                                steps=2), log=lambda m: None)
+    assert len(deep.model.bottleneck.blocks) == 5
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.allclose(deep.model(x), load_model(weights)[0](x), atol=1e-4)
+    out = deep.run(progress=False)["weights"]
+    reloaded, meta = load_model(out)
+    assert meta["kwargs"]["bottleneck_blocks"] == 5 and len(reloaded.bottleneck.blocks) == 5
+    with pytest.raises(ValueError, match="init"):
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "c", affine_head=True, bottleneck_blocks=2, init=weights),
+                        log=lambda m: None)
+    with pytest.raises(ValueError, match="init"):  # and back to the preset's depth from a deeper one
+        RestorerTrainer(_cfg(tiny_data, tmp_path / "d", affine_head=True, init=out), log=lambda m: None)
+
+
 def test_colour_head_fit_on_whole_photographs(tiny_data: Path, tmp_path: Path) -> None:
     """`ftrt train colour-head`: adds the global head to frozen weights and fits it; the rest stays as it was."""
     from dataclasses import replace
