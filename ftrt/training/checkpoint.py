@@ -117,3 +117,25 @@ def average_weights(paths: list[str | Path], out: str | Path, shares: list[float
                              for p, (_, m), w in zip(paths, loaded, shares)]
     save_weights(out, avg, meta)
     return meta
+
+
+def deepen_weights(base: str | Path, donor: str | Path, out: str | Path) -> dict[str, Any]:
+    """``base``'s network written in ``donor``'s deeper bottleneck (DenseUNet ``bottleneck_blocks``), so the two can
+    be averaged: every tensor of ``base``, and the blocks only ``donor`` has with its weights but a layer scale of
+    1e-5, which passes their input through (as a run that deepened ``base`` started). Refuses anything else that
+    differs. The metadata is ``base``'s with ``donor``'s kwargs and ``deepened_with`` (``donor``'s name)."""
+    (state, meta), (extra, dmeta) = load_weights(base), load_weights(donor)
+    kwargs, dkwargs = meta.get("kwargs", {}), dmeta.get("kwargs", {})
+    same = {k: v for k, v in kwargs.items() if k != "bottleneck_blocks"} == \
+        {k: v for k, v in dkwargs.items() if k != "bottleneck_blocks"}
+    added = set(extra) - set(state)
+    if meta.get("preset") != dmeta.get("preset") or not same or set(state) - set(extra) \
+            or any(not k.startswith("bottleneck.blocks.") for k in added) \
+            or any(state[k].shape != extra[k].shape for k in state):
+        raise ValueError(f"{donor}: not {base}'s network with a deeper bottleneck")
+    deep = dict(state)
+    for k in added:
+        deep[k] = torch.full_like(extra[k], 1e-5) if k.endswith(".scale") else extra[k]
+    meta = {**meta, "kwargs": dkwargs, "deepened_with": Path(donor).name}
+    save_weights(out, deep, meta)
+    return meta

@@ -527,3 +527,35 @@ def test_averaged_weights_run_between_their_parents_and_refuse_strangers(tmp_pat
     run = subprocess.run([sys.executable, str(tool), str(tmp_path / "x.safetensors"), str(tmp_path / "a.safetensors"),
                           str(tmp_path / "c.safetensors")], capture_output=True, text=True)
     assert run.returncode != 0 and "c.safetensors" in run.stderr and not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_deepened_copy_passes_the_new_blocks_through_and_averages_with_its_donor(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ftrt.models.pretrained import load_model
+    from ftrt.models.registry import build_model as build
+    from ftrt.training.checkpoint import average_weights, deepen_weights, save_weights
+
+    torch.manual_seed(0)
+    kw = {"width": 8, "stages": 2}
+    base, donor = build("res-s", **kw), build("res-s", **kw, bottleneck_blocks=5)
+    with torch.no_grad():  # move both away from the identity, the donor's new blocks too
+        for p in [*base.parameters(), *donor.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    save_weights(tmp_path / "base.safetensors", base.state_dict(), {"preset": "res-s", "kwargs": kw, "steps": 5})
+    save_weights(tmp_path / "donor.safetensors", donor.state_dict(),
+                 {"preset": "res-s", "kwargs": {**kw, "bottleneck_blocks": 5}, "steps": 9})
+    meta = deepen_weights(tmp_path / "base.safetensors", tmp_path / "donor.safetensors", tmp_path / "deep.safetensors")
+    assert meta["kwargs"]["bottleneck_blocks"] == 5 and meta["steps"] == 5
+    deep = load_model(str(tmp_path / "deep.safetensors"))[0]
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), base.eval()(x), atol=1e-4, rtol=0)
+    average_weights([tmp_path / "deep.safetensors", tmp_path / "donor.safetensors"], tmp_path / "soup.safetensors")
+    with pytest.raises(ValueError, match="donor"):  # a shallower "donor" is not a deepening
+        deepen_weights(tmp_path / "donor.safetensors", tmp_path / "base.safetensors", tmp_path / "x.safetensors")
+    tool = Path(__file__).resolve().parents[2] / "tools" / "deepen_weights.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "y.safetensors"), str(tmp_path / "donor.safetensors"),
+                          str(tmp_path / "base.safetensors")], capture_output=True, text=True)
+    assert run.returncode != 0 and "base.safetensors" in run.stderr and not (tmp_path / "y.safetensors").exists()
