@@ -52,6 +52,7 @@ class RestorerConfig(GeneratorConfig):
     affine_head: bool = False  # DenseUNet's illumination head (an ftrt addition to the paper's layout)
     global_head: bool = False  # its global colour term (needs affine_head)
     bottleneck_blocks: int = 0  # DenseUNet's bottleneck depth; 0: the preset's (blocks_per_unit)
+    new_block_scale: float = 0.0  # blocks --init lacks: > 0 starts them at this layer scale, output projection zero
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576

@@ -78,9 +78,12 @@ def _bottleneck_depth(kwargs: dict[str, Any]) -> int:
     return int(kwargs.get("bottleneck_blocks") or kwargs.get("blocks_per_unit", 3))
 
 
-def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, Any]) -> None:
+def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, Any],
+              new_block_scale: float = 0.0) -> None:
     """Fine-tuning start: the same architecture, or one that only adds heads (those keep their zero init) or
-    bottleneck blocks (appended after the trained ones; each starts next to the identity, its layer scale 1e-5)."""
+    bottleneck blocks (appended after the trained ones; each starts next to the identity, its layer scale 1e-5, or
+    exactly the identity with ``new_block_scale`` > 0: that layer scale and a zero output projection, so it opens at
+    the pace of its projection's learning rate instead of its layer scale's)."""
     init, meta = load_model(path)
     old = meta.get("kwargs", {})
     added = {k for k in set(kwargs) - set(old) if k.endswith("_head") and kwargs[k]}
@@ -95,6 +98,12 @@ def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, 
     new = tuple(_HEAD_MODULES[k] for k in added) + tuple(f"bottleneck.blocks.{i}." for i in range(old_depth, depth))
     if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"init {path!r}: weights do not fit {preset} {kwargs}")
+    if new_block_scale > 0:
+        with torch.no_grad():
+            for block in list(model.bottleneck.blocks)[old_depth:]:  # type: ignore[union-attr, arg-type]
+                block.scale.fill_(new_block_scale)
+                block.fc2.weight.zero_()
+                block.fc2.bias.zero_()
 
 
 def _part(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -175,7 +184,7 @@ class RestorerTrainer(TrainingRun):
         self.model_kwargs = preset_kwargs(cfg.model, **heads)
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:
-            load_init(model, cfg.init, cfg.model, self.model_kwargs)
+            load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
         for spec in cfg.init_parts:
             load_part(model, spec)
         freeze_parts(model, cfg.freeze)
