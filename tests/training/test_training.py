@@ -125,6 +125,13 @@ def test_fine_tuning_may_deepen_the_bottleneck_but_never_shallow_it(tiny_data: P
     out = deep.run(progress=False)["weights"]
     reloaded, meta = load_model(out)
     assert meta["kwargs"]["bottleneck_blocks"] == 5 and len(reloaded.bottleneck.blocks) == 5
+    opened = RestorerTrainer(_cfg(tiny_data, tmp_path / "e", affine_head=True, bottleneck_blocks=5, init=weights,
+                                  new_block_scale=0.01), log=lambda m: None).model
+    new, trained = opened.bottleneck.blocks[3], load_model(weights)[0].bottleneck.blocks[0]
+    assert torch.all(new.scale == 0.01) and not new.fc2.weight.any() and torch.equal(
+        opened.bottleneck.blocks[0].scale, trained.scale)
+    with torch.no_grad():
+        assert torch.allclose(opened(x), load_model(weights)[0](x), atol=1e-6)
     with pytest.raises(ValueError, match="init"):
         RestorerTrainer(_cfg(tiny_data, tmp_path / "c", affine_head=True, bottleneck_blocks=2, init=weights),
                         log=lambda m: None)
