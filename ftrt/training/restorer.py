@@ -178,10 +178,13 @@ class RestorerTrainer(TrainingRun):
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        heads: dict[str, Any] = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
+        if not np.isfinite(cfg.new_block_scale) or cfg.new_block_scale < 0 or cfg.bottleneck_blocks < 0:
+            raise ValueError(f"bottleneck_blocks and new_block_scale must be >= 0, got {cfg.bottleneck_blocks}, "
+                             f"{cfg.new_block_scale}")
+        options: dict[str, Any] = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
         if cfg.bottleneck_blocks:
-            heads["bottleneck_blocks"] = cfg.bottleneck_blocks
-        self.model_kwargs = preset_kwargs(cfg.model, **heads)
+            options["bottleneck_blocks"] = cfg.bottleneck_blocks
+        self.model_kwargs = preset_kwargs(cfg.model, **options)
         model = build_model(cfg.model, **self.model_kwargs)
         if cfg.init:
             load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
