@@ -53,6 +53,7 @@ class RestorerConfig(GeneratorConfig):
     global_head: bool = False  # its global colour term (needs affine_head)
     bottleneck_blocks: int = 0  # DenseUNet's bottleneck depth; 0: the preset's (blocks_per_unit)
     new_block_scale: float = 0.0  # blocks --init lacks: > 0 starts them at this layer scale, output projection zero
+    new_lr_scale: float = 1.0  # what --init lacks (heads, blocks) learns at this multiple of the schedule's rate
     data: list[str] = field(default_factory=list)
     kind: str = "mixed"
     max_side: int = 576

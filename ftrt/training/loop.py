@@ -107,8 +107,8 @@ class TrainingRun:
 
     def set_lr(self) -> None:
         cfg = self.cfg
-        for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
+        for g in self.opt.param_groups:  # a group may learn faster or slower than the schedule (its lr_scale)
+            g["lr"] = g.get("lr_scale", 1.0) * lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
 
     def optimise(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)

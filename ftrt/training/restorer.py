@@ -79,11 +79,12 @@ def _bottleneck_depth(kwargs: dict[str, Any]) -> int:
 
 
 def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, Any],
-              new_block_scale: float = 0.0) -> None:
+              new_block_scale: float = 0.0) -> tuple[str, ...]:
     """Fine-tuning start: the same architecture, or one that only adds heads (those keep their zero init) or
     bottleneck blocks (appended after the trained ones; each starts next to the identity, its layer scale 1e-5, or
     exactly the identity with ``new_block_scale`` > 0: that layer scale and a zero output projection, so it opens at
-    the pace of its projection's learning rate instead of its layer scale's)."""
+    the pace of its projection's learning rate instead of its layer scale's). Returns the name prefixes of what it
+    added."""
     init, meta = load_model(path)
     old = meta.get("kwargs", {})
     added = {k for k in set(kwargs) - set(old) if k.endswith("_head") and kwargs[k]}
@@ -104,6 +105,7 @@ def load_init(model: torch.nn.Module, path: str, preset: str, kwargs: dict[str, 
                 block.scale.fill_(new_block_scale)
                 block.fc2.weight.zero_()
                 block.fc2.bias.zero_()
+    return new
 
 
 def _part(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -178,20 +180,29 @@ class RestorerTrainer(TrainingRun):
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        if not np.isfinite(cfg.new_block_scale) or cfg.new_block_scale < 0 or cfg.bottleneck_blocks < 0:
-            raise ValueError(f"bottleneck_blocks and new_block_scale must be >= 0, got {cfg.bottleneck_blocks}, "
-                             f"{cfg.new_block_scale}")
+        if not np.isfinite(cfg.new_block_scale) or cfg.new_block_scale < 0 or cfg.bottleneck_blocks < 0 \
+                or not np.isfinite(cfg.new_lr_scale) or cfg.new_lr_scale <= 0:
+            raise ValueError("bottleneck_blocks and new_block_scale must be >= 0 and new_lr_scale > 0, got "
+                             f"{cfg.bottleneck_blocks}, {cfg.new_block_scale}, {cfg.new_lr_scale}")
         options: dict[str, Any] = {k: True for k in _HEAD_MODULES if getattr(cfg, k)}
         if cfg.bottleneck_blocks:
             options["bottleneck_blocks"] = cfg.bottleneck_blocks
         self.model_kwargs = preset_kwargs(cfg.model, **options)
         model = build_model(cfg.model, **self.model_kwargs)
+        added: tuple[str, ...] = ()
         if cfg.init:
-            load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
+            added = load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
         for spec in cfg.init_parts:
             load_part(model, spec)
         freeze_parts(model, cfg.freeze)
         super().__init__(cfg, model, log)
+        if added and cfg.new_lr_scale != 1.0:
+            # What --init lacked starts from nothing: it may learn at its own pace (appended bottleneck blocks open
+            # too slowly at the fine-tuning rate of the trained ones; checkpoints/res-s-p).
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            self.opt.param_groups[0]["params"] = [p for n, p in named if not n.startswith(added)]
+            self.opt.add_param_group({"params": [p for n, p in named if n.startswith(added)],
+                                      "lr_scale": cfg.new_lr_scale})
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.bf16 = bool(cfg.bf16) and cpu_has_bf16()

@@ -132,6 +132,15 @@ def test_fine_tuning_may_deepen_the_bottleneck_but_never_shallow_it(tiny_data: P
         opened.bottleneck.blocks[0].scale, trained.scale)
     with torch.no_grad():
         assert torch.allclose(opened(x), load_model(weights)[0](x), atol=1e-6)
+    fast = RestorerTrainer(_cfg(tiny_data, tmp_path / "f", affine_head=True, bottleneck_blocks=5, init=weights,
+                                new_block_scale=0.01, new_lr_scale=10.0), log=lambda m: None)
+    trained_group, new_group = fast.opt.param_groups
+    ids = {id(p) for b in list(fast.model.bottleneck.blocks)[3:] for p in b.parameters()}
+    assert {id(p) for p in new_group["params"]} == ids and not ids & {id(p) for p in trained_group["params"]}
+    fast.step = 2
+    fast.set_lr()
+    assert new_group["lr"] == pytest.approx(10 * trained_group["lr"]) and trained_group["lr"] > 0
+    fast.run(progress=False)  # the two groups train
     with pytest.raises(ValueError, match="init"):
         RestorerTrainer(_cfg(tiny_data, tmp_path / "c", affine_head=True, bottleneck_blocks=2, init=weights),
                         log=lambda m: None)
