@@ -33,8 +33,7 @@ class TrainingRun:
         self.out = Path(cfg.out)
         self.model = model
         self.ema = make_ema(model)
-        # Only what trains: a run may freeze parts first (the latent-diffusion phases).
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99),
+        self.opt = torch.optim.Adam(self.param_groups(model), lr=cfg.lr, betas=(0.9, 0.99),
                                     weight_decay=getattr(cfg, "weight_decay", 0.0))
         self.extra: dict[str, torch.nn.Module] = {}
         self.step = 0
@@ -105,9 +104,14 @@ class TrainingRun:
             **extra,
         }
 
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        """The optimizer's groups. Only what trains: a run may freeze parts first (the latent-diffusion phases). A
+        group's ``lr_scale`` (default 1) multiplies the schedule's rate for it."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
     def set_lr(self) -> None:
         cfg = self.cfg
-        for g in self.opt.param_groups:  # a group may learn faster or slower than the schedule (its lr_scale)
+        for g in self.opt.param_groups:
             g["lr"] = g.get("lr_scale", 1.0) * lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
 
     def optimise(self, loss: torch.Tensor) -> None:

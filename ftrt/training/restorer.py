@@ -189,20 +189,13 @@ class RestorerTrainer(TrainingRun):
             options["bottleneck_blocks"] = cfg.bottleneck_blocks
         self.model_kwargs = preset_kwargs(cfg.model, **options)
         model = build_model(cfg.model, **self.model_kwargs)
-        added: tuple[str, ...] = ()
+        self.added: tuple[str, ...] = ()  # name prefixes of what --init lacked (param_groups)
         if cfg.init:
-            added = load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
+            self.added = load_init(model, cfg.init, cfg.model, self.model_kwargs, cfg.new_block_scale)
         for spec in cfg.init_parts:
             load_part(model, spec)
         freeze_parts(model, cfg.freeze)
         super().__init__(cfg, model, log)
-        if added and cfg.new_lr_scale != 1.0:
-            # What --init lacked starts from nothing: it may learn at its own pace (appended bottleneck blocks open
-            # too slowly at the fine-tuning rate of the trained ones; checkpoints/res-s-p).
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            self.opt.param_groups[0]["params"] = [p for n, p in named if not n.startswith(added)]
-            self.opt.add_param_group({"params": [p for n, p in named if n.startswith(added)],
-                                      "lr_scale": cfg.new_lr_scale})
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.bf16 = bool(cfg.bf16) and cpu_has_bf16()
@@ -235,6 +228,15 @@ class RestorerTrainer(TrainingRun):
         # Validation always on the same classical pairs, so runs trained on different pairs compare.
         self.val_set = make_validation_set(val, cfg.val_kind, cfg.seed, cfg.input_bits)
         self.n_train, self.n_val = len(train), len(val)
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        """What --init lacked starts from nothing: with ``new_lr_scale`` it learns at its own pace (appended
+        bottleneck blocks open too slowly at the fine-tuning rate of the trained ones; checkpoints/res-s-p)."""
+        if not self.added or self.cfg.new_lr_scale == 1.0:
+            return super().param_groups(model)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        return [{"params": [p for n, p in named if not n.startswith(self.added)]},
+                {"params": [p for n, p in named if n.startswith(self.added)], "lr_scale": self.cfg.new_lr_scale}]
 
     def describe(self) -> str:
         real = f", {len(self.real_pool)} real low-quality images (mean teacher)" if self.real_pool else ""
