@@ -15,7 +15,8 @@ from ftrt.training.config import RestorerConfig
 
 # Options added after stage 9; their config defaults are what every run before them had.
 _EARLIER_DEFAULTS: dict[str, Any] = {k: getattr(RestorerConfig(), k)
-                                     for k in ("band_sigmas", "contrast_fine_sigma", "deinterlace")}
+                                     for k in ("band_sigmas", "contrast_fine_sigma", "contrast_noise_gate",
+                                               "deinterlace")}
 
 
 def build_card(run_dir: Path, name: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:

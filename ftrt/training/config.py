@@ -81,6 +81,9 @@ class RestorerConfig(GeneratorConfig):
     # contrast_match_loss sees the luminance blurred by this sigma first (0: all of it, stages 4-9), so that a
     # texture finer than vessels cannot stand in for the clean photograph's vessel-scale contrast.
     contrast_fine_sigma: float = 0.0
+    # [lo, hi]: contrast_match_loss weighs each crop by losses.noise_gate of its degraded input (1 up to a
+    # noise-to-contrast ratio of lo, 0 from hi); empty: every crop alike (every run before stage 16).
+    contrast_noise_gate: list[float] = field(default_factory=list)
     # losses.vessel_map_loss: a frozen vessel segmenter (``vessel_model``, trained by ``ftrt train vessels``
     # on clean photographs) finds the clean photograph's vessels in the output, no fewer and no more.
     w_vessel: float = 0.0

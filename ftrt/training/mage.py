@@ -51,7 +51,7 @@ class MageTrainer(RestorerTrainer):
         if cfg.w_keep_mean:
             terms["keep_mean"] = keep_mean_loss(out.stage2[:n], lq)
         # Detail terms (not the paper's) on what ships, stage 2's image.
-        terms.update(self.detail_terms(out.stage2[:n], gt))
+        terms.update(self.detail_terms(out.stage2[:n], gt, lq))
         return terms
 
     def train_step(self, lq: torch.Tensor, gt: torch.Tensor, vessels: torch.Tensor,  # type: ignore[override]

@@ -33,6 +33,7 @@ from ftrt.training.losses import (
     contrast_loss,
     contrast_map_loss,
     contrast_match_loss,
+    noise_gate,
     edge_loss,
     keep_mean_loss,
     mean_free_pixel_loss,
@@ -178,6 +179,9 @@ class RestorerTrainer(TrainingRun):
             raise ValueError(f"ridge_sigmas must be sigmas > 0, got {cfg.ridge_sigmas}")
         if not np.isfinite(cfg.contrast_fine_sigma) or cfg.contrast_fine_sigma < 0:
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
+        gate = cfg.contrast_noise_gate
+        if gate and (len(gate) != 2 or not all(np.isfinite(gate)) or not 0 <= gate[0] < gate[1]):
+            raise ValueError(f"contrast_noise_gate must be empty or [lo, hi] with 0 <= lo < hi, got {gate}")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         if not np.isfinite(cfg.new_block_scale) or cfg.new_block_scale < 0 or cfg.bottleneck_blocks < 0 \
@@ -263,15 +267,18 @@ class RestorerTrainer(TrainingRun):
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch, n_id, gen
 
-    def detail_terms(self, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    def detail_terms(self, pred: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """The terms that ask for the clean photograph's detail (local contrast, band-pass signal, vessels),
-        those the config weighs; every restorer architecture's trainer adds them to its own."""
+        those the config weighs; every restorer architecture's trainer adds them to its own. ``lq``: the
+        degraded inputs ``pred`` restores, which ``contrast_noise_gate`` reads."""
         cfg = self.cfg
         terms = {}
         if cfg.w_contrast:
             terms["contrast"] = contrast_loss(pred, gt)
         if cfg.w_contrast_match:
-            terms["contrast_match"] = contrast_match_loss(pred, gt, cfg.contrast_fine_sigma)
+            gate = cfg.contrast_noise_gate
+            weights = noise_gate(lq, gt, gate[0], gate[1]) if gate else None
+            terms["contrast_match"] = contrast_match_loss(pred, gt, cfg.contrast_fine_sigma, weights)
         if cfg.w_contrast_map:
             terms["contrast_map"] = contrast_map_loss(pred, gt)
         if cfg.w_band:
@@ -308,7 +315,7 @@ class RestorerTrainer(TrainingRun):
             terms["edge"] = edge_loss(pred, gt)
         if cfg.w_keep_mean:
             terms["keep_mean"] = keep_mean_loss(pred, lq)
-        terms.update(self.detail_terms(pred, gt))
+        terms.update(self.detail_terms(pred, gt, lq))
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, gt)
         if self.disc is not None:
