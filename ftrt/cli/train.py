@@ -1,4 +1,4 @@
-"""``ftrt train restorer | colour-head | syn | vessels | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
+"""``ftrt train restorer | colour-head | syn | vessels | denoiser | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
 
 from __future__ import annotations
 
@@ -133,6 +133,21 @@ def train_vessels(config_path: str | None, data: tuple[str, ...], vessel_masks: 
     if not cfg.data or not cfg.vessel_masks:
         fail("no training data: give --data DIR and --vessel-masks DIR (clean photographs and their annotations)")
     _train(lambda: VesselTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("denoiser")
+@click.option("--data", multiple=True, help="Folder, file or glob of clean photographs (repeatable).")
+@_generator_run_options
+def train_denoiser(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
+                   no_progress: bool, **opts: Any) -> None:
+    """Train the sensor-noise remover that runs before the restorer where a photograph is noisy (dn-res-s)."""
+    from ftrt.training.config import DenoiserConfig
+    from ftrt.training.denoise import DenoiserTrainer
+
+    cfg = _train_config(DenoiserConfig, config_path, opts, {"data": list(data)}, sets)
+    if not cfg.data:
+        fail("no training data: give --data DIR (clean fundus photographs)")
+    _train(lambda: DenoiserTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
 @train.command("ldm")

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ftrt.models.chain import LightThenDetail
+from ftrt.models.denoise import Denoiser, DenoiseThenRestore
 from ftrt.models.ldm import FundusVAE, LatentDiffusionRestorer
 from ftrt.models.light import LightCorrector
 from ftrt.models.mage import MAGENet
@@ -47,6 +48,12 @@ PRESETS: dict[str, Preset] = {
                {"light": {"width": 16, "side": 128, "levels": 3, "map_side": 32},
                 "detail": {"width": 16, "stages": 3, "affine_head": True}},
                "the light corrector, then res-s at full resolution (one graph)"),
+        Preset("dn-s", Denoiser, {"width": 32, "layers": 8},
+               "sensor-noise remover: a residual CNN on the 2x2-unshuffled photograph (~62 k)"),
+        Preset("dn-res-s", DenoiseThenRestore,
+               {"denoiser": {"width": 32, "layers": 8}, "restorer": {"width": 16, "stages": 3, "affine_head": True},
+                "gate": [0.9, 1.2]},
+               "dn-s where the photograph's noise-to-contrast ratio shows sensor noise, then res-s (one graph)"),
         Preset("fundus-vae", FundusVAE, {"width": 16, "latent": 4, "downs": 2, "adaptor_rank": 8},
                "fundus VAE for latent diffusion: 4 latent channels at 1/4 resolution"),
         Preset("ldm", LatentDiffusionRestorer,

@@ -139,3 +139,27 @@ def deepen_weights(base: str | Path, donor: str | Path, out: str | Path) -> dict
     meta = {**meta, "kwargs": dkwargs, "deepened_with": Path(donor).name}
     save_weights(out, deep, meta)
     return meta
+
+
+def chain_denoiser(denoiser: str | Path, restorer: str | Path, out: str | Path,
+                   gate: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One ``dn-res-s`` weights file (``ftrt.models.denoise.DenoiseThenRestore``) from a trained ``dn-s`` and a
+    trained res-s: their tensors under ``denoiser.`` and ``restorer.``, the restorer's metadata (work side, card,
+    lineage) with the chain's preset and kwargs, and what each part came from. ``gate``: [lo, hi] of the
+    noise-to-contrast ratio (default: the preset's). Refuses anything but those two presets."""
+    from ftrt.models.registry import preset_kwargs
+
+    (dstate, dmeta), (rstate, rmeta) = load_weights(denoiser), load_weights(restorer)
+    if dmeta.get("preset") != "dn-s" or rmeta.get("preset") != "res-s":
+        raise ValueError(f"need a dn-s and a res-s weights file, got {dmeta.get('preset')!r} ({denoiser}) and "
+                         f"{rmeta.get('preset')!r} ({restorer})")
+    kwargs = preset_kwargs("dn-res-s", denoiser=dmeta.get("kwargs", {}), restorer=rmeta.get("kwargs", {}))
+    if gate is not None:
+        kwargs["gate"] = [float(gate[0]), float(gate[1])]
+    state = {**{f"denoiser.{k}": v for k, v in dstate.items()}, **{f"restorer.{k}": v for k, v in rstate.items()}}
+    meta = {**rmeta, "preset": "dn-res-s", "kwargs": kwargs,
+            "parameters": sum(v.numel() for v in state.values()),
+            "parts": {"denoiser": {"file": Path(denoiser).name, "steps": dmeta.get("steps")},
+                      "restorer": {"file": Path(restorer).name, "card_id": rmeta.get("card_id")}}}
+    save_weights(out, state, meta)
+    return meta

@@ -155,6 +155,30 @@ class VesselConfig(GeneratorConfig):
 
 
 @dataclass
+class DenoiserConfig(GeneratorConfig):
+    """``ftrt train denoiser``: the sensor-noise remover in front of the restorer (``ftrt.models.denoise``), on
+    crops of ``real`` degradations drawn without noise (the target) and the same crops with sensor noise."""
+
+    model: str = "dn-s"
+    out: str = "runs/dn-s"
+    data: list[str] = field(default_factory=list)
+    # The pipeline denoises at its working side (768 px for large photographs, DRIVE's 565 as it is).
+    max_side: int = 768
+    scale_min: float = 0.7
+    scale_max: float = 1.0
+    crop: int = 96
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 50
+    min_lr: float = 1e-5
+    # The share of crops given sensor noise; the rest teach the identity on 8-bit noise-free crops.
+    noise_fraction: float = 0.75
+    # How often the physical families under the noise are drawn (noise and JPEG are never: see NoisePairDataset).
+    family_probability: dict[str, float] = field(default_factory=lambda: {"veil": 0.9, "motion": 0.3})
+    deinterlace: bool = True
+
+
+@dataclass
 class VaeConfig(GeneratorConfig):
     """``ftrt train vae``: the latent-diffusion autoencoder on unpaired photographs of any quality."""
 

@@ -1,0 +1,124 @@
+"""``ftrt train denoiser``: the sensor-noise remover (``dn-s``) in front of the restorer.
+
+Its pairs are exact: a ``real`` degradation of a clean photograph drawn without sensor noise and JPEG is the
+target, and the same crop with sensor noise drawn as the ``noise`` family draws it (Poisson-Gaussian), rounded to
+8 bits, the input. So it learns to take away the noise and nothing the other families did: the veil, blur and
+colour stay for the restorer. A quarter of the crops carry no noise, only the 8-bit rounding, and teach it to
+leave a noise-free photograph as it is. Validation: PSNR against the noise-free target on fixed noisy crops of
+photographs it never trains on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ftrt.degrade import degrade
+from ftrt.degrade.physical import apply_physical, check_probability, sample_physical
+from ftrt.models import build_model
+from ftrt.models.registry import preset_kwargs
+from ftrt.training.config import DenoiserConfig
+from ftrt.training.data import (
+    FundusImage,
+    augment,
+    load_pool_logged,
+    quantise,
+    random_crop_in_fov,
+    rescale,
+    split_pool,
+    to_chw,
+)
+from ftrt.training.loop import TrainingRun
+from ftrt.training.losses import charbonnier
+
+
+class NoisePairDataset(Dataset):
+    """(noisy 8-bit crop, the same crop without the noise) CHW tensors; sample i depends on i only."""
+
+    def __init__(self, pool: list[FundusImage], crop: int, seed: int, scale_range: tuple[float, float],
+                 probability: Mapping[str, float], noise_fraction: float) -> None:
+        if not pool:
+            raise ValueError("no usable training images")
+        if not 0.0 <= noise_fraction <= 1.0:
+            raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
+        # Noise and JPEG are drawn here, on the crop, never under it: the target must hold none.
+        self.probability = {**check_probability(probability), "noise": 0.0, "jpeg": 0.0}
+        self.pool, self.crop, self.seed, self.scale_range = pool, crop, seed, scale_range
+        self.noise_fraction = noise_fraction
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy input, target) HWC float32, before the flip and rotation."""
+        rng = np.random.default_rng([self.seed, 11, int(index)])
+        item = self.pool[int(rng.integers(len(self.pool)))]
+        clean, mask = rescale(item, rng, self.scale_range)
+        lq, _ = degrade(clean, "real", rng, mask=mask, probability=self.probability)
+        crop = min(self.crop, *clean.shape[:2])
+        y0, x0 = random_crop_in_fov(rng, mask, crop)
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        target, m = lq[sl], mask[sl]
+        noisy = target
+        if float(rng.uniform()) < self.noise_fraction:
+            noisy = apply_physical(target, m, sample_physical(rng, m.shape, only="noise"))
+        return quantise(noisy, 8) * m[..., None], target
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        noisy, target = self.pair(index)
+        rng = np.random.default_rng([self.seed, 12, int(index)])
+        a, b = augment(rng, noisy, target)
+        return to_chw(a), to_chw(b)
+
+
+class DenoiserTrainer(TrainingRun):
+    def __init__(self, cfg: DenoiserConfig, log: Callable[[str], None] = print) -> None:
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.model_kwargs = preset_kwargs(cfg.model)
+        model = build_model(cfg.model, **self.model_kwargs)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        super().__init__(cfg, model, log)
+        pool = load_pool_logged(cfg.data, cfg.max_side, log, deinterlace=cfg.deinterlace)
+        if len(pool) <= cfg.val_images:
+            raise ValueError(f"{len(pool)} usable training photographs: too few for {cfg.val_images} held out")
+        self.train_pool, self.val_pool = split_pool(pool, cfg.val_images, cfg.seed)
+        scale = (cfg.scale_min, cfg.scale_max)
+        self.dataset = NoisePairDataset(self.train_pool, cfg.crop, cfg.seed, scale, cfg.family_probability,
+                                        cfg.noise_fraction)
+        # Fixed noisy crops of the held-out photographs (every one noisy: the identity is not what is judged).
+        val = NoisePairDataset(self.val_pool, 128, cfg.seed + 1, scale, cfg.family_probability, 1.0)
+        self.val_pairs = [val.pair(i) for i in range(4 * len(self.val_pool))]
+
+    def describe(self) -> str:
+        return (f"{len(self.train_pool)} training, {len(self.val_pool)} validation photographs "
+                f"({', '.join(p.path.name for p in self.val_pool)})")
+
+    def train_step(self, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:  # type: ignore[override]
+        self.set_lr()
+        if self.cfg.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        fov = (target.amax(dim=1, keepdim=True) > 0).to(target.dtype)
+        loss = charbonnier(self.model(noisy) * fov, target * fov)
+        self.optimise(loss)
+        return self.end_step(loss, {"pixel": loss})
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR against the noise-free target, of the denoised and of the noisy crops (mean over crops)."""
+        ours, theirs = [], []
+        for noisy, target in self.val_pairs:
+            x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
+            out = self.ema(x)[0].numpy().transpose(1, 2, 0)
+            for acc, img in ((ours, out), (theirs, noisy)):
+                acc.append(-10 * np.log10(max(float(np.mean((np.clip(img, 0, 1) - target) ** 2)), 1e-10)))
+        return {"psnr": float(np.mean(ours)), "input_psnr": float(np.mean(theirs))}
+
+    def ema_metadata(self) -> dict[str, Any]:
+        return self.weights_metadata(self.model_kwargs, trained_on="real degradations with and without sensor noise",
+                                     validation_photographs=[p.path.name for p in self.val_pool])

@@ -1,0 +1,85 @@
+"""The sensor-noise remover (dn-s) and its gated chain in front of res-s (dn-res-s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftrt.export import export_onnx
+from ftrt.models import build_model
+from ftrt.models.denoise import lit_fov, noise_contrast_ratio
+from ftrt.models.pretrained import load_model
+from ftrt.training.checkpoint import chain_denoiser, save_weights
+
+
+def _fundus(h: int = 96, w: int = 112, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """A disc of smooth detail (vessel-scale) under a veil, optionally with sensor noise."""
+    g = torch.Generator().manual_seed(seed)
+    detail = F.avg_pool2d(torch.rand(1, 1, h, w, generator=g), 5, 1, 2, count_include_pad=False) - 0.5
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    disc = (((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 < 0.9).float()
+    img = (0.55 + 0.06 * detail).expand(1, 3, h, w) + noise * torch.randn(1, 3, h, w, generator=g)
+    return img.clamp(0, 1) * disc
+
+
+def _randomised(name: str, **kwargs: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = build_model(name, **kwargs).eval()
+    for mod in m.modules():  # non-zero heads: an identity model would hide export and gate bugs
+        if hasattr(mod, "tail") and isinstance(mod.tail, torch.nn.Conv2d):
+            torch.nn.init.normal_(mod.tail.weight, std=0.02)
+        if hasattr(mod, "out_proj"):
+            torch.nn.init.normal_(mod.out_proj.weight, std=0.05)
+    return m
+
+
+def test_untrained_denoiser_is_the_identity_at_any_size() -> None:
+    m = build_model("dn-s").eval()
+    for shape in ((1, 3, 33, 47), (2, 3, 64, 64)):
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            assert torch.equal(m(x), x)
+
+
+def test_gate_is_shut_on_a_noise_free_photograph_and_open_on_a_noisy_one() -> None:
+    """Without noise the chain is exactly the restorer; with noise it restores the denoised photograph."""
+    chain = _randomised("dn-res-s")
+    clean, noisy = _fundus(), _fundus(noise=0.03)
+    fov = lit_fov(noisy)
+    assert noise_contrast_ratio(clean, fov).item() < 0.9 < 1.2 < noise_contrast_ratio(noisy, fov).item()
+    with torch.no_grad():
+        assert torch.equal(chain(clean), chain.restorer(clean))
+        assert torch.allclose(chain(noisy), chain.restorer(chain.denoiser(noisy)))
+        assert not torch.allclose(chain(noisy), chain.restorer(noisy), atol=1e-4)
+
+
+def test_chained_file_loads_exports_and_matches_torch(tmp_path: Path) -> None:
+    """tools/chain_denoiser.py's function: two runs' files -> one dn-res-s file that loads as the chain and
+    exports as one any-size graph that ONNX Runtime runs as PyTorch does, gate included."""
+    dn, res = _randomised("dn-s"), _randomised("res-s", affine_head=True)
+    save_weights(tmp_path / "dn.safetensors", dn.state_dict(), {"preset": "dn-s", "kwargs": {"width": 32, "layers": 8},
+                                                              "steps": 7})
+    save_weights(tmp_path / "res.safetensors", res.state_dict(),
+                 {"preset": "res-s", "kwargs": {"width": 16, "stages": 3, "affine_head": True}, "work_side": 768,
+                  "card_id": "res-s@test"})
+    meta = chain_denoiser(tmp_path / "dn.safetensors", tmp_path / "res.safetensors", tmp_path / "chain.safetensors")
+    assert meta["preset"] == "dn-res-s" and meta["work_side"] == 768 and meta["kwargs"]["gate"] == [0.9, 1.2]
+    chain, _ = load_model(str(tmp_path / "chain.safetensors"))
+    x = _fundus(83, 140, noise=0.03)
+    with torch.no_grad():
+        assert torch.allclose(chain(x), res(dn(x)), atol=1e-6)
+    out = tmp_path / "chain.onnx"
+    export_onnx(chain, out, preset="dn-res-s", opset=17)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for img in (x, _fundus(61, 77)):  # gate open, gate shut
+        with torch.no_grad():
+            ref = chain(img).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: img.numpy()})[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+    with pytest.raises(ValueError, match="dn-s and a res-s"):
+        chain_denoiser(tmp_path / "res.safetensors", tmp_path / "dn.safetensors", tmp_path / "bad.safetensors")
