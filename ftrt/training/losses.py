@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ftrt.models.denoise import blur as _blur
+from ftrt.models.denoise import fov_mean as _fov_mean
+from ftrt.models.denoise import luminance as _luminance
+from ftrt.models.denoise import noise_contrast_ratio, ramp
 
 # beta 1.0 (PyTorch's default) would make SmoothL1 a scaled MSE on [0, 1] images; 0.05 keeps it L1-like.
 SMOOTH_L1_BETA = 0.05
@@ -59,28 +63,6 @@ def edge_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> to
     return charbonnier(_laplacian(pred), _laplacian(target), eps)
 
 
-def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a N x 1 x H x W map, edges replicated; sigma 0 leaves it as it is."""
-    if sigma <= 0:
-        return y
-    r = int(3 * sigma)
-    g = torch.exp(-torch.arange(-r, r + 1, dtype=y.dtype, device=y.device) ** 2 / (2 * sigma * sigma))
-    g = g / g.sum()
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
-
-
-def _luminance(x: torch.Tensor) -> torch.Tensor:
-    """Rec.601 Y of an N x 3 x H x W batch, N x 1 x H x W."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
-
-
-def _fov_mean(a: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
-    """Per image: the mean of a N x 1 x H x W map inside the FOV."""
-    return (a * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
-
-
 def _inner_fov(target: torch.Tensor) -> torch.Tensor:
     """The clean photograph's FOV, 7 px away from its rim: there a blur reaches the black surround, and a
     brighter rim would raise "local contrast" with no detail at all (a loophole a smooth gain map finds at
@@ -128,21 +110,6 @@ def contrast_match_loss(pred: torch.Tensor, target: torch.Tensor, fine: float = 
     return (rel if weights is None else rel * weights).mean()
 
 
-# Immerkaer's noise operator (the difference of two Laplacians): it cancels any signal that is locally planar.
-_IMMERKAER = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
-
-
-def noise_contrast_ratio(x: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
-    """Per image: Immerkaer's noise estimate of the luminance over its local contrast (mean |Y - blur(Y)|,
-    sigma 2), inside ``fov``. Measured on DRIVE's training photographs and their ``real`` degradations (three
-    draws each): 0.4-0.6 on clean photographs, 0.1-0.8 on degraded ones without sensor noise (8-bit rounded
-    veils included), 0.9-1.3 with it, where the noise is most of the local contrast the input holds."""
-    y = _luminance(x)
-    k = torch.tensor(_IMMERKAER, dtype=y.dtype, device=y.device).view(1, 1, 3, 3)
-    noise = math.sqrt(math.pi / 2) / 6 * _fov_mean(F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), k).abs(), fov)
-    return noise / _fov_mean((y - _blur(y, 2.0)).abs(), fov).clamp_min(1e-6)
-
-
 def noise_gate(lq: torch.Tensor, target: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """Per image: 1 where the degraded input's ``noise_contrast_ratio`` is at most ``lo``, 0 from ``hi`` on,
     linear between.
@@ -153,8 +120,7 @@ def noise_gate(lq: torch.Tensor, target: torch.Tensor, lo: float, hi: float) -> 
     ``real``: Dice 0.65 clean, 0.14 degraded, 0.25 restored by stage 11). Gated, such inputs are taught by the
     in-place terms alone, whose best guess under noise is a smooth one."""
     with torch.no_grad():
-        r = noise_contrast_ratio(lq, _inner_fov(target).to(lq.dtype))
-        return ((hi - r) / (hi - lo)).clamp(0.0, 1.0)
+        return 1.0 - ramp(noise_contrast_ratio(lq, _inner_fov(target).to(lq.dtype)), lo, hi)
 
 
 def contrast_map_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = 2.0,

@@ -583,7 +583,8 @@ def test_noise_gate_turns_contrast_match_off_where_noise_is_the_contrast() -> No
     care how bright the crop is; and a weight of 0 takes a crop's share out of the term."""
     import torch.nn.functional as F
 
-    from ftrt.training.losses import contrast_match_loss, noise_contrast_ratio, noise_gate
+    from ftrt.models.denoise import noise_contrast_ratio
+    from ftrt.training.losses import contrast_match_loss, noise_gate
 
     torch.manual_seed(0)
     detail = F.avg_pool2d(torch.rand(1, 1, 96, 96), 5, 1, 2, count_include_pad=False) - 0.5
