@@ -49,7 +49,7 @@ PRESETS: dict[str, Preset] = {
                 "detail": {"width": 16, "stages": 3, "affine_head": True}},
                "the light corrector, then res-s at full resolution (one graph)"),
         Preset("dn-s", Denoiser, {"width": 32, "layers": 8},
-               "sensor-noise remover: a residual CNN on the 2x2-unshuffled photograph (~62 k)"),
+               "sensor-noise remover: a residual CNN on the 2x2-unshuffled photograph (~66 k)"),
         Preset("dn-res-s", DenoiseThenRestore,
                {"denoiser": {"width": 32, "layers": 8}, "restorer": {"width": 16, "stages": 3, "affine_head": True},
                 "gate": [0.9, 1.2]},
