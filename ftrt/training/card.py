@@ -114,3 +114,51 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     if log.exists():
         shutil.copyfile(log, dest / f"{name}.train-log.jsonl")
     return dest / f"{name}.safetensors"
+
+
+def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_dir: str | Path,
+               notes: dict[str, Any] | None = None) -> Path:
+    """Ship a ``dn-res-s`` file (``checkpoint.chain_denoiser``) as ``<name>.safetensors`` with its card: the
+    restorer's shipped card as its ``restorer`` part (by its id), the denoiser run's training and validation as
+    its ``denoiser`` part, and the gate. The denoiser run's log is copied as ``<name>.train-log.jsonl``."""
+    state, meta = load_weights(chain)
+    if meta.get("preset") != "dn-res-s":
+        raise ValueError(f"{chain}: not a dn-res-s file (preset {meta.get('preset')!r})")
+    run = Path(denoiser_run)
+    run_state = json.loads((run / "last" / "state.json").read_text())
+    cfg = run_state["config"]
+    restorer_id = meta["parts"]["restorer"].get("card_id")
+    card = {
+        "id": f"{name}@{meta.get('ftrt_version')}-{datetime.now(timezone.utc):%Y%m%d}",
+        "name": name,
+        "preset": meta["preset"],
+        "kwargs": meta["kwargs"],
+        "parameters": meta["parameters"],
+        "task": "fundus photograph restoration; sensor noise taken out first where the photograph shows it",
+        "input": meta["input"],
+        "work_side": meta["work_side"],
+        "gate": {"noise_contrast_ratio": meta["kwargs"]["gate"],
+                 "meaning": "the denoised photograph replaces the input from 0 (at or below the first ratio) to 1 "
+                            "(from the second on); ftrt.models.denoise.noise_contrast_ratio"},
+        "restorer": {"card_id": restorer_id, "card": f"{restorer_id.split('@')[0]}.json" if restorer_id else None},
+        "denoiser": {
+            "data": cfg["data"],
+            "pairs": "real degradations drawn without sensor noise and JPEG (the target); the same crop with "
+                     f"Poisson-Gaussian sensor noise ({cfg['noise_fraction']:.0%} of crops) rounded to 8 bits",
+            "family_probability": cfg.get("family_probability") or None,
+            "steps": meta["parts"]["denoiser"].get("steps"),
+            "batch_size": cfg["batch_size"], "crop": cfg["crop"], "max_side": cfg["max_side"],
+            "scale_range": [cfg["scale_min"], cfg["scale_max"]], "lr": cfg["lr"],
+            "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
+            "loss": "Charbonnier inside the FOV", "ema_decay": cfg["ema_decay"], "seed": cfg["seed"],
+            "train_seconds": round(run_state.get("elapsed_s", 0.0), 1),
+            "validation_history": run_state.get("history", []),
+        },
+        **(notes or {}),
+    }
+    dest = Path(weights_dir)
+    save_weights(dest / f"{name}.safetensors", state, {**meta, "card_id": card["id"], "name": name})
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    if (run / "log.jsonl").exists():
+        shutil.copyfile(run / "log.jsonl", dest / f"{name}.train-log.jsonl")
+    return dest / f"{name}.safetensors"
