@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The denoiser in front of a restorer, as one weights file: python tools/chain_denoiser.py OUT DENOISER RESTORER [LO HI]
+"""The denoiser in front of a restorer, as one weights file:
+python tools/chain_denoiser.py OUT DENOISER RESTORER [LO HI]
 
 A dn-s run's weights and a res-s's (a named shipped model such as res-s may stand for its file) become one dn-res-s
 file that `ftrt export` turns into one graph; LO HI: the gate's noise-to-contrast ratios (default the preset's).

@@ -1,4 +1,6 @@
-"""``ftrt train restorer | colour-head | syn | vessels | denoiser | readability | vae | ldm`` (needs torch: the ``train`` extra)."""
+"""``ftrt train restorer | colour-head | syn | vessels | denoiser | readability | vae | ldm``
+
+(needs torch: the ``train`` extra)."""
 
 from __future__ import annotations
 

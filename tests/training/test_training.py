@@ -617,3 +617,28 @@ def test_a_gated_step_trains(tiny_data: Path, tmp_path: Path) -> None:
     lq, gt = next(iter(trainer.loader()))
     terms = trainer.train_step(lq, gt)
     assert np.isfinite(terms["contrast_match"]) and terms["contrast_match"] >= 0
+
+
+def test_denoiser_pairs_are_exact_and_a_short_run_ships_a_loadable_dn_s(tiny_data: Path, tmp_path: Path) -> None:
+    """ftrt train denoiser: a pair differs only by the noise (and 8-bit rounding) inside the FOV, a noise-free
+    pair only by the rounding; a few steps run, validate and write dn-s weights that load back."""
+    from ftrt.models.pretrained import load_model
+    from ftrt.training.config import DenoiserConfig
+    from ftrt.training.data import load_pool
+    from ftrt.training.denoise import DenoiserTrainer, NoisePairDataset
+
+    pool, _ = load_pool([str(tiny_data)], 128)
+    noisy_ds = NoisePairDataset(pool, 48, 0, (1.0, 1.0), {"veil": 1.0}, 1.0)
+    clean_ds = NoisePairDataset(pool, 48, 0, (1.0, 1.0), {"veil": 1.0}, 0.0)
+    noisy, target = noisy_ds.pair(3)
+    same, target2 = clean_ds.pair(3)
+    assert np.array_equal(target, target2)  # the noise is drawn after the degradation, from the same generator
+    assert np.abs(same - target).max() <= 0.5 / 255 + 1e-6 and np.abs(noisy - target).max() > 4 / 255
+    with pytest.raises(ValueError, match="noise_fraction"):
+        NoisePairDataset(pool, 48, 0, (1.0, 1.0), {}, 1.5)
+    cfg = DenoiserConfig(data=[str(tiny_data)], out=str(tmp_path / "dn"), steps=3, batch_size=2, crop=48, max_side=128,
+                         val_images=1, val_every=3, save_every=3, workers=0, warmup=1, threads=1)
+    result = DenoiserTrainer(cfg, log=lambda m: None).run(progress=False)
+    model, meta = load_model(result["weights"])
+    assert meta["preset"] == "dn-s" and meta["steps"] == 3 and type(model).__name__ == "Denoiser"
+    assert {"psnr", "input_psnr"} <= set(json.loads((tmp_path / "dn" / "last" / "state.json").read_text())["history"][0])
