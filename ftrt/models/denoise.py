@@ -64,6 +64,13 @@ def noise_contrast_ratio(x: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
     return noise / fov_mean((y - blur(y, 2.0)).abs(), fov).clamp_min(1e-6)
 
 
+def check_gate(gate: list[float], name: str = "gate") -> None:
+    """A gate's [lo, hi] noise-to-contrast ratios: two finite numbers, 0 <= lo < hi (configs and model metadata
+    are untrusted input)."""
+    if len(gate) != 2 or not all(math.isfinite(g) for g in gate) or not 0 <= gate[0] < gate[1]:
+        raise ValueError(f"{name} must be [lo, hi] with 0 <= lo < hi, got {gate}")
+
+
 def ramp(r: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """0 up to ``lo``, 1 from ``hi``, linear between."""
     return ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
@@ -118,8 +125,7 @@ class DenoiseThenRestore(nn.Module):
 
     def __init__(self, denoiser: dict[str, Any], restorer: dict[str, Any], gate: list[float]) -> None:
         super().__init__()
-        if len(gate) != 2 or not all(math.isfinite(g) for g in gate) or not 0 <= gate[0] < gate[1]:
-            raise ValueError(f"gate must be [lo, hi] with 0 <= lo < hi, got {gate}")
+        check_gate(gate)
         self.denoiser = Denoiser(**denoiser)
         self.restorer = DenseUNet(**restorer)
         self.gate = (float(gate[0]), float(gate[1]))

@@ -102,15 +102,20 @@ def ship(run_dir: str | Path, name: str, weights_dir: str | Path, notes: dict[st
     own_card = (run / "card.json").exists()
     card = classifier_card(run, name, notes) if own_card else build_card(run, name, notes)
     state, meta = load_weights(run / "final.safetensors")
-    meta["card_id"] = card["id"]
-    meta["name"] = name
     if not own_card:
         meta["work_side"] = card["work_side"]
-    save_weights(dest / f"{name}.safetensors", state, meta)
-    (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     log = run / "log.jsonl"
     if not log.exists() and "colour_head" in card:
         log = Path(card["colour_head"]["init"]) / "log.jsonl"  # the frozen network's training log
+    return _write_shipped(dest, name, state, meta, card, log)
+
+
+def _write_shipped(dest: Path, name: str, state: dict[str, Any], meta: dict[str, Any], card: dict[str, Any],
+                   log: Path) -> Path:
+    """``<name>.safetensors`` (the weights, their metadata naming the card), ``<name>.json`` (the card) and, where
+    the training log exists, ``<name>.train-log.jsonl``."""
+    save_weights(dest / f"{name}.safetensors", state, {**meta, "card_id": card["id"], "name": name})
+    (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     if log.exists():
         shutil.copyfile(log, dest / f"{name}.train-log.jsonl")
     return dest / f"{name}.safetensors"
@@ -156,9 +161,4 @@ def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_d
         },
         **(notes or {}),
     }
-    dest = Path(weights_dir)
-    save_weights(dest / f"{name}.safetensors", state, {**meta, "card_id": card["id"], "name": name})
-    (dest / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    if (run / "log.jsonl").exists():
-        shutil.copyfile(run / "log.jsonl", dest / f"{name}.train-log.jsonl")
-    return dest / f"{name}.safetensors"
+    return _write_shipped(Path(weights_dir), name, state, meta, card, run / "log.jsonl")

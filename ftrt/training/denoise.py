@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ftrt.degrade import degrade
 from ftrt.degrade.physical import apply_physical, check_probability, sample_physical
+from ftrt.metrics import psnr
 from ftrt.models import build_model
 from ftrt.models.registry import preset_kwargs
 from ftrt.training.config import DenoiserConfig
@@ -114,9 +115,9 @@ class DenoiserTrainer(TrainingRun):
         ours, theirs = [], []
         for noisy, target in self.val_pairs:
             x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
-            out = self.ema(x)[0].numpy().transpose(1, 2, 0)
-            for acc, img in ((ours, out), (theirs, noisy)):
-                acc.append(-10 * np.log10(max(float(np.mean((np.clip(img, 0, 1) - target) ** 2)), 1e-10)))
+            out = np.clip(self.ema(x)[0].numpy().transpose(1, 2, 0), 0, 1)
+            ours.append(psnr(out, target))
+            theirs.append(psnr(noisy, target))
         return {"psnr": float(np.mean(ours)), "input_psnr": float(np.mean(theirs))}
 
     def ema_metadata(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ftrt.training.data import (
     make_validation_set,
     split_pool,
 )
+from ftrt.models.denoise import check_gate
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import (
     band_loss,
@@ -179,9 +180,8 @@ class RestorerTrainer(TrainingRun):
             raise ValueError(f"ridge_sigmas must be sigmas > 0, got {cfg.ridge_sigmas}")
         if not np.isfinite(cfg.contrast_fine_sigma) or cfg.contrast_fine_sigma < 0:
             raise ValueError(f"contrast_fine_sigma must be >= 0, got {cfg.contrast_fine_sigma}")
-        gate = cfg.contrast_noise_gate
-        if gate and (len(gate) != 2 or not all(np.isfinite(gate)) or not 0 <= gate[0] < gate[1]):
-            raise ValueError(f"contrast_noise_gate must be empty or [lo, hi] with 0 <= lo < hi, got {gate}")
+        if cfg.contrast_noise_gate:  # empty: off
+            check_gate(cfg.contrast_noise_gate, "contrast_noise_gate")
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         if not np.isfinite(cfg.new_block_scale) or cfg.new_block_scale < 0 or cfg.bottleneck_blocks < 0 \
