@@ -49,8 +49,11 @@ def blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def fov_mean(a: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
-    """Per image: the mean of a N x 1 x H x W map inside the FOV."""
-    return (a * fov).sum(dim=(1, 2, 3)) / fov.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    """Per image: the mean of a N x 1 x H x W map inside the FOV (0 where the FOV is empty).
+
+    A ratio of two means, not of two sums: an FP16 conversion passes the tensors between the nodes it keeps in FP32
+    through FP16, and a pixel count over 65504 (any photograph over 256 px) would become infinity there."""
+    return (a * fov).mean(dim=(1, 2, 3)) / fov.mean(dim=(1, 2, 3)).clamp_min(1e-12)
 
 
 def noise_contrast_ratio(x: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
@@ -83,39 +86,78 @@ def lit_fov(x: torch.Tensor, erode: int = 7) -> torch.Tensor:
     return -F.max_pool2d(-lit, 2 * erode + 1, stride=1, padding=erode)
 
 
-class Denoiser(nn.Module):
-    """RGB [0, 1] NCHW in, same size out; a residual CNN on the 2x2-unshuffled photograph."""
+def _he(convs: nn.Module) -> None:
+    # He initialisation: PyTorch's default shrinks the signal about 3x a layer, so eight layers deep the
+    # features are their biases, the same everywhere, and the network cannot learn (measured: loss flat).
+    for m in convs.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
 
-    pad_multiple = 2
+
+class Denoiser(nn.Module):
+    """RGB [0, 1] NCHW in, same size out; a residual CNN on the 2x2-unshuffled photograph.
+
+    ``context`` > 0 adds a branch of that width at a quarter of the resolution (``dn-m``): four convolutions on the
+    body's features pooled 2x2, shuffled back up and added to them. It widens what each output pixel sees from
+    about 34 px to about 70, where the heaviest noise on a faint veiled vessel needs more photograph to average
+    over. Its last convolution starts at zero, so a ``dn-s`` loads into it (``--init``) and computes what it did.
+    """
+
     gain = 20.0
 
-    def __init__(self, width: int = 32, layers: int = 8) -> None:
+    def __init__(self, width: int = 32, layers: int = 8, context: int = 0) -> None:
         super().__init__()
-        if layers < 2 or width < 1:
-            raise ValueError(f"a denoiser needs at least 2 layers and width >= 1, got {layers}, {width}")
+        if layers < 2 or width < 1 or context < 0:
+            raise ValueError(f"a denoiser needs at least 2 layers, width >= 1 and context >= 0, got {layers}, "
+                             f"{width}, {context}")
         convs: list[nn.Module] = [nn.Conv2d(24, width, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(layers - 2):
             convs += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*convs)
-        # He initialisation: PyTorch's default shrinks the signal about 3x a layer, so eight layers deep the
-        # features are their biases, the same everywhere, and the network cannot learn (measured: loss flat).
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        _he(self.body)
+        self.pad_multiple = 4 if context else 2
+        self.context: nn.Sequential | None = None
+        if context:
+            self.context = nn.Sequential(
+                nn.AvgPool2d(2), nn.Conv2d(width, context, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(context, context, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(context, context, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(context, 4 * width, 3, padding=1), nn.PixelShuffle(2))
+            _he(self.context)
+            nn.init.zeros_(self.context[-2].weight)
+            nn.init.zeros_(self.context[-2].bias)
         self.tail = nn.Conv2d(width, 12, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        xp = pad_to_multiple(x, 2)
+        xp = pad_to_multiple(x, self.pad_multiple)
         # The network sees the fine detail (the photograph minus its 5x5 mean) scaled up to order 1, where the
         # noise is, beside the local mean that sets its shot-noise level. Given the raw photograph (values near
         # 0.5, noise near 0.01) it did not learn at all in 500 steps; this way it starts at once.
         low = F.avg_pool2d(xp, 5, stride=1, padding=2, count_include_pad=False)
-        feat = F.pixel_unshuffle(torch.cat([(xp - low) * self.gain, low], dim=1), 2)
-        return x + F.pixel_shuffle(self.tail(self.body(feat)), 2)[:, :, :h, :w] / self.gain
+        feat = self.body(F.pixel_unshuffle(torch.cat([(xp - low) * self.gain, low], dim=1), 2))
+        if self.context is not None:
+            feat = feat + self.context(feat)
+        return x + F.pixel_shuffle(self.tail(feat), 2)[:, :, :h, :w] / self.gain
+
+
+class NoiseGate(nn.Module):
+    """How far the chain lets the denoiser in: ``ramp(noise_contrast_ratio, lo, hi)``, N x 1 x 1 x 1.
+
+    A module of its own so that its nodes carry the ``/noise_gate/`` scope in an exported graph: ftrt's FP16 and INT8
+    conversions keep that scope in FP32 (``ftrt.onnx.fp16.FP32_SCOPES``), since its FOV sums run over a million
+    pixels (past FP16's 65504) and quantising its filters would move the threshold."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        super().__init__()
+        check_gate([lo, hi])
+        self.lo, self.hi = float(lo), float(hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ramp(noise_contrast_ratio(x, lit_fov(x)), self.lo, self.hi).view(-1, 1, 1, 1)
 
 
 class DenoiseThenRestore(nn.Module):
@@ -129,12 +171,16 @@ class DenoiseThenRestore(nn.Module):
         self.denoiser = Denoiser(**denoiser)
         self.restorer = DenseUNet(**restorer)
         self.gate = (float(gate[0]), float(gate[1]))
+        self.noise_gate = NoiseGate(*self.gate)
         self.pad_multiple = math.lcm(self.restorer.pad_multiple, self.denoiser.pad_multiple)
 
-    def gated(self, x: torch.Tensor) -> torch.Tensor:
-        """The restorer's input: the denoised photograph as far as the gate opens."""
-        w = ramp(noise_contrast_ratio(x, lit_fov(x)), *self.gate).view(-1, 1, 1, 1)
-        return x + w * (self.denoiser(x) - x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.restorer(self.gated(x))
+        h, w = x.shape[-2], x.shape[-1]
+        # One pad, of the graph's input, for both networks: ftrt's CPU layout pass (ftrt.onnx.passes.row_pairs)
+        # follows the height's multiple from a padded graph input, and the restorer padding the denoiser's output
+        # itself hid it (36 of its 45 grouped convolutions fell back to widened groups: 0.3-0.7 s a 1024 px
+        # photograph). Below the gate the restorer sees exactly what res-s pads for itself.
+        xp = pad_to_multiple(x, self.pad_multiple)
+        gate = self.noise_gate(x)  # the photograph's statistics, not its reflected pad's
+        restorer_input = xp + gate * (self.denoiser(xp) - xp)
+        return self.restorer.padded(restorer_input)[:, :, :h, :w]

@@ -50,6 +50,8 @@ PRESETS: dict[str, Preset] = {
                "the light corrector, then res-s at full resolution (one graph)"),
         Preset("dn-s", Denoiser, {"width": 32, "layers": 8},
                "sensor-noise remover: a residual CNN on the 2x2-unshuffled photograph (~66 k)"),
+        Preset("dn-m", Denoiser, {"width": 32, "layers": 8, "context": 48},
+               "dn-s with a quarter-resolution context branch (~2x the view; a dn-s loads into it)"),
         Preset("dn-res-s", DenoiseThenRestore,
                {"denoiser": {"width": 32, "layers": 8}, "restorer": {"width": 16, "stages": 3, "affine_head": True},
                 "gate": [0.9, 1.2]},

@@ -58,7 +58,10 @@ class DenseUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        xp = self.pad(x)
+        return self.padded(self.pad(x))[:, :, :h, :w]
+
+    def padded(self, xp: torch.Tensor) -> torch.Tensor:
+        """The restored photograph of an input already padded to ``pad_multiple``, padding included."""
         feat, skips = self.encode(xp)
         base = xp
         if self.affine is not None:
@@ -66,8 +69,7 @@ class DenseUNet(nn.Module):
             if self.global_head is not None:
                 coef = coef + self.global_head(fov_statistics(xp, feat, self.pad_multiple))
             base = apply_colour(xp, coef)
-        out = base + self.decode(feat, skips)
-        return out[:, :, :h, :w]
+        return base + self.decode(feat, skips)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_to_multiple(x, self.pad_multiple)

@@ -16,6 +16,10 @@ import onnx
 # Op types kept in FP32 wherever they appear: reductions and their reciprocal square roots.
 # The converter's own list is added (ops whose FP16 kernels are missing, and Resize, whose scales must stay FP32).
 FP32_OPS = ["ReduceMean", "Sqrt", "Reciprocal", "Div", "Pow"]
+# Module scopes whose every node stays FP32 (and out of INT8): the denoiser chain's noise gate
+# (ftrt.models.denoise.NoiseGate) sums over the whole FOV, a million pixels past FP16's range, and compares the
+# ratio of two such sums with a threshold.
+FP32_SCOPES = ("/noise_gate/",)
 
 
 def head_nodes(proto: onnx.ModelProto) -> list[str]:
@@ -27,6 +31,16 @@ def head_nodes(proto: onnx.ModelProto) -> list[str]:
     nodes = list(proto.graph.node)
     last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
     return [n.name for n in nodes[last_conv:] if n.op_type in ("Conv", "Tanh", "Add")]
+
+
+def scoped_nodes(proto: onnx.ModelProto) -> list[str]:
+    """The nodes under :data:`FP32_SCOPES` (named by the exporter after the module that made them)."""
+    return [n.name for n in proto.graph.node if n.name.startswith(FP32_SCOPES)]
+
+
+def fp32_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Every node an FP16 conversion keeps in FP32 by name: the output head and the FP32 scopes."""
+    return head_nodes(proto) + scoped_nodes(proto)
 
 
 def name_nodes(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -74,8 +88,8 @@ def unshare_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def convert_fp16(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
-    """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS`, the output head and the nodes named in
-    ``keep_fp32``."""
+    """FP16 copy of an FP32 graph, FP32 kept for :data:`FP32_OPS`, the output head, :data:`FP32_SCOPES` and the
+    nodes named in ``keep_fp32``."""
     from onnxconverter_common import float16
 
     proto = name_nodes(unshare_constants(copy.deepcopy(proto)))
@@ -84,7 +98,8 @@ def convert_fp16(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "number will be truncated" for every tiny weight
         half = float16.convert_float_to_float16(
-            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)), node_block_list=head_nodes(proto) + list(keep_fp32),
+            proto, keep_io_types=True, op_block_list=sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)),
+            node_block_list=fp32_nodes(proto) + list(keep_fp32),
             disable_shape_infer=False,
         )
     return half

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ftrt.onnx.fp16 import scoped_nodes
 from ftrt.precision.data import FundusCalibrationReader
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -97,12 +98,13 @@ def conv_nodes(proto: onnx.ModelProto) -> list[str]:
 
 
 def default_keep(proto: onnx.ModelProto) -> list[str]:
-    """``--keep auto``: the first convolution (sees raw pixels), the last (decides the output value) and the
+    """``--keep auto``: the first convolution (sees raw pixels), the last (decides the output value), the
     colour heads' (one gain per pixel or per photograph: an INT8 error there tints the whole image, for a
-    negligible share of the work)."""
-    convs = conv_nodes(proto)
+    negligible share of the work) and those under the FP32 scopes (a chain's noise gate: its threshold)."""
+    scoped = set(scoped_nodes(proto))
+    convs = [c for c in conv_nodes(proto) if c not in scoped]
     heads = {c for c in convs if any(h in c for h in COLOUR_HEADS)}
-    return sorted({convs[0], convs[-1]} | heads) if convs else []
+    return sorted(({convs[0], convs[-1]} | heads if convs else set()) | set(conv_nodes(proto)) & scoped)
 
 
 def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: list[str]) -> onnx.ModelProto:

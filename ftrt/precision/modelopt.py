@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ftrt.onnx.fp16 import FP32_OPS, head_nodes, name_nodes
+from ftrt.onnx.fp16 import FP32_OPS, fp32_nodes, name_nodes
 
 # ftrt's calibration method names -> ModelOpt's (it has no percentile calibrator).
 METHODS = {"minmax": "max", "entropy": "entropy"}
@@ -97,6 +97,6 @@ def autocast_fp16(model: str | Path, sample: np.ndarray, input_name: str = "imag
         np.savez(data, **{input_name: np.ascontiguousarray(sample, dtype=np.float32)})
         half = convert_to_mixed_precision(
             str(named), low_precision_type="fp16", keep_io_types=True, providers=["cpu"], opset=opset_of(source),
-            op_types_to_exclude=list(FP32_OPS), nodes_to_exclude=[f"^{re.escape(n)}$" for n in head_nodes(source)],
+            op_types_to_exclude=list(FP32_OPS), nodes_to_exclude=[f"^{re.escape(n)}$" for n in fp32_nodes(source)],
             calibration_data=str(data))
     return half

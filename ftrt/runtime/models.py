@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "res-s"
+DEFAULT_MODEL = "dn-res-s"
 SUFFIXES = {"onnx": (".onnx",), "safetensors": (".safetensors",), "engine": (".engine", ".plan")}
 
 

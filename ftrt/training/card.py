@@ -147,6 +147,7 @@ def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_d
                             "(from the second on); ftrt.models.denoise.noise_contrast_ratio"},
         "restorer": {"card_id": restorer_id, "card": f"{restorer_id.split('@')[0]}.json" if restorer_id else None},
         "denoiser": {
+            "model": cfg.get("model"), "init": cfg.get("init") or None,
             "data": cfg["data"],
             "pairs": "real degradations drawn without sensor noise and JPEG (the target); the same crop with "
                      f"Poisson-Gaussian sensor noise ({cfg['noise_fraction']:.0%} of crops) rounded to 8 bits",

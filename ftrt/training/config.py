@@ -176,6 +176,8 @@ class DenoiserConfig(GeneratorConfig):
     # How often the physical families under the noise are drawn (noise and JPEG are never: see NoisePairDataset).
     family_probability: dict[str, float] = field(default_factory=lambda: {"veil": 0.9, "motion": 0.3})
     deinterlace: bool = True
+    # Start from these denoiser weights: the same preset, or a dn-s into dn-m (its context branch starts at zero).
+    init: str = ""
 
 
 @dataclass

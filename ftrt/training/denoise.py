@@ -21,7 +21,9 @@ from ftrt.degrade import degrade
 from ftrt.degrade.physical import apply_physical, check_probability, sample_physical
 from ftrt.metrics import psnr
 from ftrt.models import build_model
+from ftrt.models.pretrained import resolve_weights
 from ftrt.models.registry import preset_kwargs
+from ftrt.training.checkpoint import load_weights
 from ftrt.training.config import DenoiserConfig
 from ftrt.training.data import (
     FundusImage,
@@ -76,12 +78,28 @@ class NoisePairDataset(Dataset):
         return to_chw(a), to_chw(b)
 
 
+def load_denoiser_init(model: torch.nn.Module, path: str, kwargs: Mapping[str, Any]) -> None:
+    """Start ``model`` from a denoiser's weights: the same network, or one without the context branch (dn-s into
+    dn-m, the branch keeps its zero output). Anything else is refused."""
+    state, meta = load_weights(resolve_weights(path))
+    old = dict(meta.get("kwargs", {}))
+    same = {k: v for k, v in old.items() if k != "context"} == {k: v for k, v in kwargs.items() if k != "context"}
+    context = (0, kwargs.get("context", 0))
+    if meta.get("preset") not in ("dn-s", "dn-m") or not same or old.get("context", 0) not in context:
+        raise ValueError(f"init {path!r} is {meta.get('preset')} {old}: it does not load into {dict(kwargs)}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("context.") for k in missing):
+        raise ValueError(f"init {path!r}: weights do not fit {dict(kwargs)}")
+
+
 class DenoiserTrainer(TrainingRun):
     def __init__(self, cfg: DenoiserConfig, log: Callable[[str], None] = print) -> None:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         self.model_kwargs = preset_kwargs(cfg.model)
         model = build_model(cfg.model, **self.model_kwargs)
+        if cfg.init:
+            load_denoiser_init(model, cfg.init, self.model_kwargs)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         super().__init__(cfg, model, log)
