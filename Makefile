@@ -44,7 +44,7 @@ demo: $(VENV)-demo/bin/.installed
 	$(VENV)-demo/bin/ftrt degrade $(DEMO)/sample -o $(DEMO)/degraded --seed 0 --kind cataract
 	$(VENV)-demo/bin/ftrt restore $(DEMO)/degraded -o $(DEMO)/restored --backend ort --side-by-side --gate
 	$(VENV)-demo/bin/ftrt assess $(DEMO)/sample $(DEMO)/degraded $(DEMO)/restored/retina.png
-	$(VENV)-demo/bin/ftrt info ftrt/weights/res-s.onnx
+	$(VENV)-demo/bin/ftrt info ftrt/weights/dn-res-s.onnx
 	@echo "side by side (degraded | restored): $(DEMO)/restored/retina_compare.png"
 
 clean:
