@@ -148,8 +148,8 @@ class NoiseGate(nn.Module):
     """How far the chain lets the denoiser in: ``ramp(noise_contrast_ratio, lo, hi)``, N x 1 x 1 x 1.
 
     A module of its own so that its nodes carry the ``/noise_gate/`` scope in an exported graph: ftrt's FP16 and INT8
-    conversions keep that scope in FP32 (``ftrt.onnx.fp16.FP32_SCOPES``), since its FOV sums run over a million
-    pixels (past FP16's 65504) and quantising its filters would move the threshold."""
+    conversions keep that scope in FP32 (``ftrt.onnx.fp16.FP32_SCOPES``): its statistics average over a million
+    pixels, and quantising its filters would move the threshold."""
 
     def __init__(self, lo: float, hi: float) -> None:
         super().__init__()

@@ -55,7 +55,8 @@ PRESETS: dict[str, Preset] = {
         Preset("dn-res-s", DenoiseThenRestore,
                {"denoiser": {"width": 32, "layers": 8}, "restorer": {"width": 16, "stages": 3, "affine_head": True},
                 "gate": [0.9, 1.2]},
-               "dn-s where the photograph's noise-to-contrast ratio shows sensor noise, then res-s (one graph)"),
+               "the denoiser (dn-s; dn-m as shipped) where the photograph's noise-to-contrast ratio shows sensor "
+               "noise, then res-s (one graph; the default)"),
         Preset("fundus-vae", FundusVAE, {"width": 16, "latent": 4, "downs": 2, "adaptor_rank": 8},
                "fundus VAE for latent diffusion: 4 latent channels at 1/4 resolution"),
         Preset("ldm", LatentDiffusionRestorer,

@@ -17,8 +17,9 @@ import onnx
 # The converter's own list is added (ops whose FP16 kernels are missing, and Resize, whose scales must stay FP32).
 FP32_OPS = ["ReduceMean", "Sqrt", "Reciprocal", "Div", "Pow"]
 # Module scopes whose every node stays FP32 (and out of INT8): the denoiser chain's noise gate
-# (ftrt.models.denoise.NoiseGate) sums over the whole FOV, a million pixels past FP16's range, and compares the
-# ratio of two such sums with a threshold.
+# (ftrt.models.denoise.NoiseGate) averages over the whole FOV and compares a ratio of such averages with a threshold.
+# (The converter still passes tensors between two FP32 nodes through FP16, so the gate keeps every value it hands on
+# within FP16's range: means, never pixel counts.)
 FP32_SCOPES = ("/noise_gate/",)
 
 
