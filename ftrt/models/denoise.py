@@ -151,10 +151,10 @@ class NoiseGate(nn.Module):
     conversions keep that scope in FP32 (``ftrt.onnx.fp16.FP32_SCOPES``): its statistics average over a million
     pixels, and quantising its filters would move the threshold."""
 
-    def __init__(self, lo: float, hi: float) -> None:
+    def __init__(self, gate: list[float]) -> None:
         super().__init__()
-        check_gate([lo, hi])
-        self.lo, self.hi = float(lo), float(hi)
+        check_gate(gate)
+        self.lo, self.hi = float(gate[0]), float(gate[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ramp(noise_contrast_ratio(x, lit_fov(x)), self.lo, self.hi).view(-1, 1, 1, 1)
@@ -167,11 +167,9 @@ class DenoiseThenRestore(nn.Module):
 
     def __init__(self, denoiser: dict[str, Any], restorer: dict[str, Any], gate: list[float]) -> None:
         super().__init__()
-        check_gate(gate)
+        self.noise_gate = NoiseGate(gate)
         self.denoiser = Denoiser(**denoiser)
         self.restorer = DenseUNet(**restorer)
-        self.gate = (float(gate[0]), float(gate[1]))
-        self.noise_gate = NoiseGate(*self.gate)
         self.pad_multiple = math.lcm(self.restorer.pad_multiple, self.denoiser.pad_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

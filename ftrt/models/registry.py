@@ -73,6 +73,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# The sensor-noise removers a dn-res-s chain takes (ftrt.training.checkpoint.chain_denoiser) and a denoiser run may
+# start from (ftrt.training.denoise.load_denoiser_init).
+DENOISER_PRESETS = tuple(name for name, p in PRESETS.items() if p.builder is Denoiser)
+
+
 def list_models() -> list[str]:
     return sorted(PRESETS)
 

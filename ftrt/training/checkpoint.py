@@ -147,11 +147,11 @@ def chain_denoiser(denoiser: str | Path, restorer: str | Path, out: str | Path,
     and a trained res-s: their tensors under ``denoiser.`` and ``restorer.``, the restorer's metadata (work side, card,
     lineage) with the chain's preset and kwargs, and what each part came from. ``gate``: [lo, hi] of the
     noise-to-contrast ratio (default: the preset's). Refuses anything but those two presets."""
-    from ftrt.models.registry import preset_kwargs
+    from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
 
     (dstate, dmeta), (rstate, rmeta) = load_weights(denoiser), load_weights(restorer)
-    if dmeta.get("preset") not in ("dn-s", "dn-m") or rmeta.get("preset") != "res-s":
-        raise ValueError(f"need a dn-s or dn-m and a res-s weights file, got {dmeta.get('preset')!r} ({denoiser}) and "
+    if dmeta.get("preset") not in DENOISER_PRESETS or rmeta.get("preset") != "res-s":
+        raise ValueError(f"need a {' or '.join(DENOISER_PRESETS)} and a res-s weights file, got {dmeta.get('preset')!r} ({denoiser}) and "
                          f"{rmeta.get('preset')!r} ({restorer})")
     kwargs = preset_kwargs("dn-res-s", denoiser=dmeta.get("kwargs", {}), restorer=rmeta.get("kwargs", {}))
     if gate is not None:

@@ -22,7 +22,7 @@ from ftrt.degrade.physical import apply_physical, check_probability, sample_phys
 from ftrt.metrics import psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import resolve_weights
-from ftrt.models.registry import preset_kwargs
+from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
 from ftrt.training.checkpoint import load_weights
 from ftrt.training.config import DenoiserConfig
 from ftrt.training.data import (
@@ -85,7 +85,7 @@ def load_denoiser_init(model: torch.nn.Module, path: str, kwargs: Mapping[str, A
     old = dict(meta.get("kwargs", {}))
     same = {k: v for k, v in old.items() if k != "context"} == {k: v for k, v in kwargs.items() if k != "context"}
     context = (0, kwargs.get("context", 0))
-    if meta.get("preset") not in ("dn-s", "dn-m") or not same or old.get("context", 0) not in context:
+    if meta.get("preset") not in DENOISER_PRESETS or not same or old.get("context", 0) not in context:
         raise ValueError(f"init {path!r} is {meta.get('preset')} {old}: it does not load into {dict(kwargs)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("context.") for k in missing):
