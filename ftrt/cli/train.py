@@ -1,4 +1,4 @@
-"""``ftrt train restorer | colour-head | syn | vessels | denoiser | readability | vae | ldm``
+"""``ftrt train restorer | colour-head | syn | vessels | denoiser | refiner | readability | vae | ldm``
 
 (needs torch: the ``train`` extra)."""
 
@@ -150,6 +150,21 @@ def train_denoiser(config_path: str | None, data: tuple[str, ...], resume: bool,
     if not cfg.data:
         fail("no training data: give --data DIR (clean fundus photographs)")
     _train(lambda: DenoiserTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
+
+
+@train.command("refiner")
+@click.option("--data", multiple=True, help="Folder, file or glob of clean photographs (repeatable).")
+@_generator_run_options
+def train_refiner(config_path: str | None, data: tuple[str, ...], resume: bool, sets: tuple[str, ...],
+                  no_progress: bool, **opts: Any) -> None:
+    """Train the detail refiner that runs behind the restorer, on that restorer's own outputs (writes them once)."""
+    from ftrt.training.config import RefinerConfig
+    from ftrt.training.refine import RefinerTrainer
+
+    cfg = _train_config(RefinerConfig, config_path, opts, {"data": list(data)}, sets)
+    if not cfg.data:
+        fail("no training data: give --data DIR (clean fundus photographs)")
+    _train(lambda: RefinerTrainer(cfg, log=lambda m: click.echo(m, err=True)), cfg, resume, no_progress)
 
 
 @train.command("ldm")

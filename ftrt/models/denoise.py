@@ -144,6 +144,12 @@ class Denoiser(nn.Module):
         return x + F.pixel_shuffle(self.tail(feat), 2)[:, :, :h, :w] / self.gain
 
 
+class Refiner(Denoiser):
+    """The detail refiner behind the restorer (``rf-m``): dn-m's network, taught on the restorer's own outputs
+    (``ftrt.training.refine``). Its own class so that no chain or denoiser run takes it for a denoiser
+    (``registry.DENOISER_PRESETS``); a denoiser's weights may start it (``init:``)."""
+
+
 class NoiseGate(nn.Module):
     """How far the chain lets the denoiser in: ``ramp(noise_contrast_ratio, lo, hi)``, N x 1 x 1 x 1.
 
@@ -161,16 +167,22 @@ class NoiseGate(nn.Module):
 
 
 class DenoiseThenRestore(nn.Module):
-    """The gated denoiser, then res-s (``DenseUNet``): RGB [0, 1] NCHW in, same size out.
+    """The gated denoiser, then res-s (``DenseUNet``), then optionally a detail refiner (``dn-res-rf-s``): RGB
+    [0, 1] NCHW in, same size out.
 
-    ``gate``: [lo, hi] of the noise-to-contrast ratio over which the denoised photograph replaces the input."""
+    ``gate``: [lo, hi] of the noise-to-contrast ratio over which the denoised photograph replaces the input.
+    ``refiner``: a ``Denoiser``'s kwargs for the network taught on the restorer's own outputs
+    (``ftrt.training.refine``); it runs on every photograph."""
 
-    def __init__(self, denoiser: dict[str, Any], restorer: dict[str, Any], gate: list[float]) -> None:
+    def __init__(self, denoiser: dict[str, Any], restorer: dict[str, Any], gate: list[float],
+                 refiner: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.noise_gate = NoiseGate(gate)
         self.denoiser = Denoiser(**denoiser)
         self.restorer = DenseUNet(**restorer)
-        self.pad_multiple = math.lcm(self.restorer.pad_multiple, self.denoiser.pad_multiple)
+        self.refiner = Refiner(**refiner) if refiner is not None else None
+        self.pad_multiple = math.lcm(self.restorer.pad_multiple, self.denoiser.pad_multiple,
+                                     self.refiner.pad_multiple if self.refiner is not None else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
@@ -181,4 +193,7 @@ class DenoiseThenRestore(nn.Module):
         xp = pad_to_multiple(x, self.pad_multiple)
         gate = self.noise_gate(x)  # the photograph's statistics, not its reflected pad's
         restorer_input = xp + gate * (self.denoiser(xp) - xp)
-        return self.restorer.padded(restorer_input)[:, :, :h, :w]
+        out = self.restorer.padded(restorer_input)
+        if self.refiner is not None:
+            out = self.refiner(out)  # on the padded size, a multiple of its own: it pads nothing
+        return out[:, :, :h, :w]

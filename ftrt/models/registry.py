@@ -8,7 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ftrt.models.chain import LightThenDetail
-from ftrt.models.denoise import Denoiser, DenoiseThenRestore
+from ftrt.models.denoise import Denoiser, DenoiseThenRestore, Refiner
 from ftrt.models.ldm import FundusVAE, LatentDiffusionRestorer
 from ftrt.models.light import LightCorrector
 from ftrt.models.mage import MAGENet
@@ -52,11 +52,18 @@ PRESETS: dict[str, Preset] = {
                "sensor-noise remover: a residual CNN on the 2x2-unshuffled photograph (~66 k)"),
         Preset("dn-m", Denoiser, {"width": 32, "layers": 8, "context": 48},
                "dn-s with a quarter-resolution context branch (~2x the view; a dn-s loads into it)"),
+        Preset("rf-m", Refiner, {"width": 32, "layers": 8, "context": 48},
+               "detail refiner behind the restorer: dn-m's network taught on the restorer's own outputs"),
         Preset("dn-res-s", DenoiseThenRestore,
                {"denoiser": {"width": 32, "layers": 8}, "restorer": {"width": 16, "stages": 3, "affine_head": True},
                 "gate": [0.9, 1.2]},
                "the denoiser (dn-s; dn-m as shipped) where the photograph's noise-to-contrast ratio shows sensor "
                "noise, then res-s (one graph; the default)"),
+        Preset("dn-res-rf-s", DenoiseThenRestore,
+               {"denoiser": {"width": 32, "layers": 8, "context": 48},
+                "restorer": {"width": 16, "stages": 3, "affine_head": True}, "gate": [0.9, 1.2],
+                "refiner": {"width": 32, "layers": 8, "context": 48}},
+               "dn-res-s, then the detail refiner (rf-m) taught on res-s's own outputs (one graph)"),
         Preset("fundus-vae", FundusVAE, {"width": 16, "latent": 4, "downs": 2, "adaptor_rank": 8},
                "fundus VAE for latent diffusion: 4 latent channels at 1/4 resolution"),
         Preset("ldm", LatentDiffusionRestorer,
@@ -76,6 +83,8 @@ PRESETS: dict[str, Preset] = {
 # The sensor-noise removers a dn-res-s chain takes (ftrt.training.checkpoint.chain_denoiser) and a denoiser run may
 # start from (ftrt.training.denoise.load_denoiser_init).
 DENOISER_PRESETS = tuple(name for name, p in PRESETS.items() if p.builder is Denoiser)
+# The chains of a denoiser, res-s and perhaps a refiner (ftrt.models.denoise.DenoiseThenRestore).
+CHAIN_PRESETS = tuple(name for name, p in PRESETS.items() if p.builder is DenoiseThenRestore)
 
 
 def list_models() -> list[str]:

@@ -122,13 +122,19 @@ def _write_shipped(dest: Path, name: str, state: dict[str, Any], meta: dict[str,
 
 
 def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_dir: str | Path,
-               notes: dict[str, Any] | None = None) -> Path:
-    """Ship a ``dn-res-s`` file (``checkpoint.chain_denoiser``) as ``<name>.safetensors`` with its card: the
-    restorer's shipped card as its ``restorer`` part (by its id), the denoiser run's training and validation as
-    its ``denoiser`` part, and the gate. The denoiser run's log is copied as ``<name>.train-log.jsonl``."""
+               notes: dict[str, Any] | None = None, refiner_run: str | Path | None = None) -> Path:
+    """Ship a ``dn-res-s`` or ``dn-res-rf-s`` file (``checkpoint.chain_denoiser``) as ``<name>.safetensors`` with its
+    card: the restorer's shipped card as its ``restorer`` part (by its id), the denoiser run's training and
+    validation as its ``denoiser`` part, the gate, and for a ``dn-res-rf-s`` the refiner run's (``refiner_run``) as
+    its ``refiner`` part. The newest run's log (the refiner's, else the denoiser's) is copied as
+    ``<name>.train-log.jsonl``."""
+    from ftrt.models.registry import CHAIN_PRESETS
+
     state, meta = load_weights(chain)
-    if meta.get("preset") != "dn-res-s":
-        raise ValueError(f"{chain}: not a dn-res-s file (preset {meta.get('preset')!r})")
+    if meta.get("preset") not in CHAIN_PRESETS:
+        raise ValueError(f"{chain}: not a {' or '.join(CHAIN_PRESETS)} file (preset {meta.get('preset')!r})")
+    if ("refiner" in meta["parts"]) != (refiner_run is not None):
+        raise ValueError(f"{chain}: a refiner run goes with a chain that holds a refiner, and only with one")
     run = Path(denoiser_run)
     run_state = json.loads((run / "last" / "state.json").read_text())
     cfg = run_state["config"]
@@ -162,4 +168,30 @@ def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_d
         },
         **(notes or {}),
     }
-    return _write_shipped(Path(weights_dir), name, state, meta, card, run / "log.jsonl")
+    log = run / "log.jsonl"
+    if refiner_run is not None:
+        card["refiner"] = _refiner_part(Path(refiner_run), meta["parts"]["refiner"])
+        log = Path(refiner_run) / "log.jsonl"
+    return _write_shipped(Path(weights_dir), name, state, meta, card, log)
+
+
+def _refiner_part(run: Path, part: dict[str, Any]) -> dict[str, Any]:
+    """The refiner run's training and validation, for a chain's card."""
+    run_state = json.loads((run / "last" / "state.json").read_text())
+    cfg = run_state["config"]
+    return {
+        "model": cfg.get("model"), "init": cfg.get("init") or None, "data": cfg["data"],
+        "pairs": f"outputs of {cfg['restorer']} (ONNX Runtime, the ftrt restore pipeline) on one real degradation "
+                 f"of each photograph rounded to 8 bits ({cfg['identity_fraction']:.1%} undegraded), against the "
+                 "clean photograph",
+        "family_probability": cfg.get("family_probability") or None,
+        "steps": part.get("steps"), "batch_size": cfg["batch_size"], "crop": cfg["crop"],
+        "max_side": cfg["max_side"], "scale_range": [cfg["scale_min"], cfg["scale_max"]], "lr": cfg["lr"],
+        "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
+        "loss": f"Charbonnier on detail above a {cfg['split_sigma']} px blur against the clean photograph's, "
+                f"{cfg['w_keep_low']} x Charbonnier of the blurred output against the restorer's, "
+                f"{cfg['w_ridge']} x ridge (vessel-line) loss",
+        "ema_decay": cfg["ema_decay"], "seed": cfg["seed"],
+        "train_seconds": round(run_state.get("elapsed_s", 0.0), 1),
+        "validation_history": run_state.get("history", []),
+    }

@@ -142,24 +142,34 @@ def deepen_weights(base: str | Path, donor: str | Path, out: str | Path) -> dict
 
 
 def chain_denoiser(denoiser: str | Path, restorer: str | Path, out: str | Path,
-                   gate: tuple[float, float] | None = None) -> dict[str, Any]:
+                   gate: tuple[float, float] | None = None, refiner: str | Path | None = None) -> dict[str, Any]:
     """One ``dn-res-s`` weights file (``ftrt.models.denoise.DenoiseThenRestore``) from a trained ``dn-s`` or ``dn-m``
     and a trained res-s: their tensors under ``denoiser.`` and ``restorer.``, the restorer's metadata (work side, card,
     lineage) with the chain's preset and kwargs, and what each part came from. ``gate``: [lo, hi] of the
-    noise-to-contrast ratio (default: the preset's). Refuses anything but those two presets."""
+    noise-to-contrast ratio (default: the preset's). ``refiner``: a trained ``rf-m`` (``ftrt train refiner``)
+    behind the restorer, under ``refiner.``; the file is then a ``dn-res-rf-s``. Refuses any other preset."""
     from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
 
     (dstate, dmeta), (rstate, rmeta) = load_weights(denoiser), load_weights(restorer)
     if dmeta.get("preset") not in DENOISER_PRESETS or rmeta.get("preset") != "res-s":
         raise ValueError(f"need a {' or '.join(DENOISER_PRESETS)} and a res-s weights file, got {dmeta.get('preset')!r} ({denoiser}) and "
                          f"{rmeta.get('preset')!r} ({restorer})")
-    kwargs = preset_kwargs("dn-res-s", denoiser=dmeta.get("kwargs", {}), restorer=rmeta.get("kwargs", {}))
+    parts: dict[str, Any] = {"denoiser": {"file": Path(denoiser).name, "steps": dmeta.get("steps")},
+                             "restorer": {"file": Path(restorer).name, "card_id": rmeta.get("card_id")}}
+    state = {**{f"denoiser.{k}": v for k, v in dstate.items()}, **{f"restorer.{k}": v for k, v in rstate.items()}}
+    preset = "dn-res-s"
+    extra: dict[str, Any] = {}
+    if refiner is not None:
+        fstate, fmeta = load_weights(refiner)
+        if fmeta.get("preset") != "rf-m":
+            raise ValueError(f"refiner {refiner}: need an rf-m weights file, got {fmeta.get('preset')!r}")
+        preset, extra = "dn-res-rf-s", {"refiner": fmeta.get("kwargs", {})}
+        state.update({f"refiner.{k}": v for k, v in fstate.items()})
+        parts["refiner"] = {"file": Path(refiner).name, "steps": fmeta.get("steps")}
+    kwargs = preset_kwargs(preset, denoiser=dmeta.get("kwargs", {}), restorer=rmeta.get("kwargs", {}), **extra)
     if gate is not None:
         kwargs["gate"] = [float(gate[0]), float(gate[1])]
-    state = {**{f"denoiser.{k}": v for k, v in dstate.items()}, **{f"restorer.{k}": v for k, v in rstate.items()}}
-    meta = {**rmeta, "preset": "dn-res-s", "kwargs": kwargs,
-            "parameters": sum(v.numel() for v in state.values()),
-            "parts": {"denoiser": {"file": Path(denoiser).name, "steps": dmeta.get("steps")},
-                      "restorer": {"file": Path(restorer).name, "card_id": rmeta.get("card_id")}}}
+    meta = {**rmeta, "preset": preset, "kwargs": kwargs, "parameters": sum(v.numel() for v in state.values()),
+            "parts": parts}
     save_weights(out, state, meta)
     return meta

@@ -181,6 +181,38 @@ class DenoiserConfig(GeneratorConfig):
 
 
 @dataclass
+class RefinerConfig(GeneratorConfig):
+    """``ftrt train refiner``: the detail network behind the shipped restorer (``ftrt.training.refine``), on the
+    restorer's own outputs of ``real`` degradations against the clean photographs."""
+
+    model: str = "rf-m"
+    out: str = "runs/rf-m"
+    data: list[str] = field(default_factory=list)
+    # The restorer whose outputs it learns to refine: a shipped name or an ONNX file.
+    restorer: str = "dn-res-s"
+    # Where the (restored, clean) pairs are written once (the restorer takes seconds a photograph).
+    pairs_dir: str = "runs/rf-m/pairs"
+    max_side: int = 768
+    scale_min: float = 0.7
+    scale_max: float = 1.0
+    crop: int = 128
+    batch_size: int = 10
+    lr: float = 5e-4
+    warmup: int = 50
+    min_lr: float = 1e-5
+    # Share of photographs given no degradation: the restorer's output of a clean photograph must stay as it is.
+    identity_fraction: float = 0.125
+    family_probability: dict[str, float] = field(default_factory=lambda: {"veil": 0.9, "motion": 0.3})
+    # Below this blur (px) the output keeps the restorer's; above it the detail is learnt.
+    split_sigma: float = 4.0
+    w_keep_low: float = 1.0
+    w_ridge: float = 1.0
+    deinterlace: bool = True
+    # Start from these weights: a denoiser of the same shape (dn-m), or none (the tail starts at zero: identity).
+    init: str = ""
+
+
+@dataclass
 class VaeConfig(GeneratorConfig):
     """``ftrt train vae``: the latent-diffusion autoencoder on unpaired photographs of any quality."""
 

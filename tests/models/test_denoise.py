@@ -155,3 +155,34 @@ def test_chain_converts_to_fp16_and_int8_with_its_gate_in_fp32(tmp_path: Path) -
         ref, shut = chain(x).numpy(), chain.restorer(x).numpy()
     # FP16 moves this random-weight restorer's output a little; a broken gate would move it to the shut chain's.
     assert np.isfinite(got).all() and np.abs(got - ref).mean() < np.abs(shut - ref).mean() / 4
+
+
+def test_refined_chain_file_runs_the_refiner_behind_the_restorer(tmp_path: Path) -> None:
+    """chain_denoiser with a refiner: a dn-res-rf-s file whose output is the rf-m run's on the dn-res-s output, and
+    whose one graph ONNX Runtime runs as PyTorch does; a refiner must be an rf-m, and an rf-m is no denoiser."""
+    dn, res, rf = _randomised("dn-m"), _randomised("res-s", affine_head=True), _randomised("rf-m")
+    kw = {"width": 32, "layers": 8, "context": 48}
+    save_weights(tmp_path / "dn.safetensors", dn.state_dict(), {"preset": "dn-m", "kwargs": kw})
+    save_weights(tmp_path / "res.safetensors", res.state_dict(),
+                 {"preset": "res-s", "kwargs": {"width": 16, "stages": 3, "affine_head": True}, "work_side": 768})
+    save_weights(tmp_path / "rf.safetensors", rf.state_dict(), {"preset": "rf-m", "kwargs": kw, "steps": 5})
+    meta = chain_denoiser(tmp_path / "dn.safetensors", tmp_path / "res.safetensors", tmp_path / "chain.safetensors",
+                          refiner=tmp_path / "rf.safetensors")
+    assert meta["preset"] == "dn-res-rf-s" and meta["parts"]["refiner"]["steps"] == 5
+    chain, _ = load_model(str(tmp_path / "chain.safetensors"))
+    x = _fundus(88, 136)  # a padded size, gate shut: the chain is rf(res(x))
+    with torch.no_grad():
+        assert torch.allclose(chain(x), rf(res(x)), atol=1e-6)
+        assert not torch.allclose(chain(x), res(x), atol=1e-4)
+    export_onnx(chain, tmp_path / "chain.onnx", preset="dn-res-rf-s", opset=17)
+    sess = ort.InferenceSession(str(tmp_path / "chain.onnx"), providers=["CPUExecutionProvider"])
+    for img in (_fundus(83, 140, noise=0.03), _fundus(61, 77)):
+        with torch.no_grad():
+            ref = chain(img).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: img.numpy()})[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+    with pytest.raises(ValueError, match="need an rf-m"):
+        chain_denoiser(tmp_path / "dn.safetensors", tmp_path / "res.safetensors", tmp_path / "bad.safetensors",
+                       refiner=tmp_path / "dn.safetensors")
+    with pytest.raises(ValueError, match="dn-s or dn-m and a res-s"):
+        chain_denoiser(tmp_path / "rf.safetensors", tmp_path / "res.safetensors", tmp_path / "bad.safetensors")

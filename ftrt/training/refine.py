@@ -1,0 +1,198 @@
+"""``ftrt train refiner``: a detail network behind the shipped restorer, taught on what that restorer really outputs.
+
+Why a second network and not more restorer training: on DRIVE training the restorer keeps losing vessels a
+float input still holds under a strong veil (photograph 30: unrounded input Dice 0.681, the restorer on it 0.581),
+and seven fine-tuning stages of it were rejected (checkpoints/README.md). Running it twice loses more (`real`
+Dice 0.645 -> 0.622), and unsharp masking its output loses too (0.645 -> 0.639 at sigma 1, gain 1): its errors
+are its own, so a network learns them from its outputs.
+
+Pairs (``restored_pairs``): each training photograph at a random scale, one ``real`` degradation (or none, for
+``identity_fraction`` of them), rounded to 8 bits as a file stores it, through the deployed restorer (ONNX Runtime,
+the ``ftrt restore`` pipeline at its working side): (its float output, the clean photograph). They are written once
+to ``pairs_dir`` (a resumed run reuses them) because the restorer takes seconds a photograph.
+
+Loss: the refiner may change detail only. Below ``split_sigma`` the output must keep the restorer's own output
+(colour, brightness, illumination: what the restorer decided from the whole photograph, which a crop cannot
+see); above it, the output's detail must match the clean photograph's (Charbonnier), and its vessel lines the
+clean ones (``ridge_loss``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ftrt.degrade import degrade
+from ftrt.degrade.physical import check_probability
+from ftrt.metrics import psnr
+from ftrt.models import build_model
+from ftrt.models.denoise import blur as blur_map
+from ftrt.models.registry import preset_kwargs
+from ftrt.training.config import RefinerConfig
+from ftrt.training.data import (
+    FundusImage,
+    augment,
+    load_pool_logged,
+    quantise,
+    random_crop_in_fov,
+    rescale,
+    split_pool,
+    to_chw,
+)
+from ftrt.training.denoise import load_denoiser_init
+from ftrt.training.loop import TrainingRun
+from ftrt.training.losses import charbonnier, ridge_loss
+
+
+def pair_path(pairs_dir: Path, index: int, item: FundusImage) -> Path:
+    return pairs_dir / f"{index:04d}_{item.path.stem}.npz"
+
+
+def restored_pairs(pool: list[FundusImage], restorer: str, pairs_dir: Path, seed: int,
+                   scale_range: tuple[float, float], probability: Mapping[str, float], identity_fraction: float,
+                   threads: int, log: Callable[[str], None]) -> list[Path]:
+    """Write (clean uint8, restored float16, mask) for each photograph of ``pool`` that has none yet; returns
+    every pair's path, in pool order. Photograph i's scale and degradation depend on (seed, its name) only."""
+    from ftrt.runtime import open_pipeline
+
+    pairs_dir.mkdir(parents=True, exist_ok=True)
+    probability = check_probability(probability)
+    paths = [pair_path(pairs_dir, i, item) for i, item in enumerate(pool)]
+    todo = [(i, item) for i, item in enumerate(pool) if not paths[i].exists()]
+    if not todo:
+        return paths
+    pipeline = open_pipeline(restorer, "ort", threads=threads).pipeline
+    for n, (i, item) in enumerate(todo):
+        rng = np.random.default_rng([seed, 31, *item.path.name.encode()])
+        clean, mask = rescale(item, rng, scale_range)
+        clean = quantise(clean * mask[..., None], 8)
+        lq = clean
+        if float(rng.uniform()) >= identity_fraction:
+            lq, _ = degrade(clean, "real", rng, mask=mask, probability=probability)
+        out = pipeline.restore(quantise(lq, 8) * mask[..., None]).image * mask[..., None]
+        tmp = paths[i].with_suffix(".tmp.npz")
+        np.savez(tmp, clean=(clean * 255 + 0.5).astype(np.uint8), restored=out.astype(np.float16), mask=mask)
+        tmp.replace(paths[i])  # whole files only: a run stopped mid-write leaves no half pair behind
+        if n % 20 == 0 or n == len(todo) - 1:
+            log(f"restored pairs: {n + 1}/{len(todo)} written ({item.path.name})")
+    return paths
+
+
+def load_pair(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(restored float16, clean uint8, mask) of one written pair: kept as stored, a third of float32's memory."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["restored"], z["clean"], z["mask"].astype(bool)
+
+
+def as_float(restored: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return restored.astype(np.float32), clean.astype(np.float32) / np.float32(255)
+
+
+class RefinePairDataset(Dataset):
+    """(restored crop, clean crop) CHW tensors from written pairs; sample i depends on i only."""
+
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], crop: int, seed: int) -> None:
+        if not pairs:
+            raise ValueError("no restored pairs to train on")
+        self.pairs, self.crop, self.seed = pairs, crop, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 13, int(index)])
+        restored, clean, mask = self.pairs[int(rng.integers(len(self.pairs)))]
+        crop = min(self.crop, *mask.shape)
+        y0, x0 = random_crop_in_fov(rng, mask, crop)
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        a, b = augment(rng, *as_float(restored[sl], clean[sl]))
+        return to_chw(a), to_chw(b)
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of every channel (``ftrt.models.denoise.blur`` takes one)."""
+    n, c, h, w = x.shape
+    return blur_map(x.reshape(n * c, 1, h, w), sigma).reshape(n, c, h, w)
+
+
+def refine_loss(out: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, split_sigma: float,
+                w_keep_low: float, w_ridge: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(total, parts): the refiner's detail against the clean photograph's, its low band against the restorer's."""
+    fov = (clean.amax(dim=1, keepdim=True) > 0).to(clean.dtype)
+    low_out, low_clean = blur(out, split_sigma), blur(clean, split_sigma)
+    detail = charbonnier((out - low_out) * fov, (clean - low_clean) * fov)
+    keep = charbonnier(low_out * fov, blur(restored, split_sigma) * fov)
+    ridge = ridge_loss(out * fov, clean * fov) if w_ridge else detail * 0.0
+    total = detail + w_keep_low * keep + w_ridge * ridge
+    return total, {"detail": detail, "keep_low": keep, "ridge": ridge}
+
+
+class RefinerTrainer(TrainingRun):
+    def __init__(self, cfg: RefinerConfig, log: Callable[[str], None] = print) -> None:
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.model_kwargs = preset_kwargs(cfg.model)
+        model = build_model(cfg.model, **self.model_kwargs)
+        if cfg.init:
+            load_denoiser_init(model, cfg.init, self.model_kwargs)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        super().__init__(cfg, model, log)
+        pool = load_pool_logged(cfg.data, cfg.max_side, log, deinterlace=cfg.deinterlace)
+        if len(pool) <= cfg.val_images:
+            raise ValueError(f"{len(pool)} usable training photographs: too few for {cfg.val_images} held out")
+        train_pool, self.val_pool = split_pool(pool, cfg.val_images, cfg.seed)
+        paths = restored_pairs(train_pool + self.val_pool, cfg.restorer, Path(cfg.pairs_dir), cfg.seed,
+                               (cfg.scale_min, cfg.scale_max), cfg.family_probability, cfg.identity_fraction,
+                               cfg.threads, log)
+        pairs = [load_pair(p) for p in paths]
+        self.n_train = len(train_pool)
+        self.dataset = RefinePairDataset(pairs[: self.n_train], cfg.crop, cfg.seed)
+        self.val_pairs = pairs[self.n_train:]
+
+    def describe(self) -> str:
+        return (f"{self.n_train} training, {len(self.val_pool)} validation photographs "
+                f"({', '.join(p.path.name for p in self.val_pool)}); restorer {self.cfg.restorer}")
+
+    def loss(self, restored: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return refine_loss(self.model(restored), restored, clean, self.cfg.split_sigma, self.cfg.w_keep_low,
+                           self.cfg.w_ridge)
+
+    def train_step(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:  # type: ignore[override]
+        self.set_lr()
+        if self.cfg.channels_last:
+            restored = restored.contiguous(memory_format=torch.channels_last)
+        loss, parts = self.loss(restored, clean)
+        self.optimise(loss)
+        return self.end_step(loss, parts)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """On the held-out photographs, whole: PSNR inside the FOV of the refined and of the restorer's output,
+        and of their detail alone (above ``split_sigma``), where the refiner works."""
+        ours, theirs, ours_hp, theirs_hp = [], [], [], []
+        for restored16, clean8, mask in self.val_pairs:
+            restored, clean = as_float(restored16, clean8)
+            x = torch.from_numpy(np.ascontiguousarray(restored.transpose(2, 0, 1)))[None]
+            out = self.ema(x).clamp(0, 1)
+            hp = (out - blur(out, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
+            hp_x = (x - blur(x, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
+            c = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))[None]
+            hp_c = (c - blur(c, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
+            ours.append(psnr(out[0].numpy().transpose(1, 2, 0), clean, mask))
+            theirs.append(psnr(restored, clean, mask))
+            ours_hp.append(psnr(hp + 0.5, hp_c + 0.5, mask))
+            theirs_hp.append(psnr(hp_x + 0.5, hp_c + 0.5, mask))
+        return {"psnr": float(np.mean(ours)), "restorer_psnr": float(np.mean(theirs)),
+                "detail_psnr": float(np.mean(ours_hp)), "restorer_detail_psnr": float(np.mean(theirs_hp))}
+
+    def ema_metadata(self) -> dict[str, Any]:
+        return self.weights_metadata(self.model_kwargs, trained_on=f"outputs of {self.cfg.restorer} on real "
+                                     "degradations, against the clean photographs",
+                                     validation_photographs=[p.path.name for p in self.val_pool])
+
