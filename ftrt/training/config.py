@@ -207,6 +207,11 @@ class RefinerConfig(GeneratorConfig):
     split_sigma: float = 4.0
     w_keep_low: float = 1.0
     w_ridge: float = 1.0
+    # The restorer's detail terms (losses.contrast_match_loss, losses.band_loss), off by default.
+    w_contrast_match: float = 0.0
+    contrast_fine_sigma: float = 1.0
+    w_band: float = 0.0
+    band_sigmas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0])
     deinterlace: bool = True
     # Start from these weights: a denoiser of the same shape (dn-m), or none (the tail starts at zero: identity).
     init: str = ""

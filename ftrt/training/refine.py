@@ -46,7 +46,7 @@ from ftrt.training.data import (
 )
 from ftrt.training.denoise import load_denoiser_init
 from ftrt.training.loop import TrainingRun
-from ftrt.training.losses import charbonnier, ridge_loss
+from ftrt.training.losses import band_loss, charbonnier, contrast_match_loss, ridge_loss
 
 
 def pair_path(pairs_dir: Path, index: int, item: FundusImage) -> Path:
@@ -121,15 +121,24 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def refine_loss(out: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, split_sigma: float,
-                w_keep_low: float, w_ridge: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(total, parts): the refiner's detail against the clean photograph's, its low band against the restorer's."""
+                w_keep_low: float, w_ridge: float, w_contrast_match: float = 0.0, contrast_fine_sigma: float = 1.0,
+                w_band: float = 0.0, band_sigmas: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0),
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(total, parts): the refiner's detail against the clean photograph's, its low band against the restorer's,
+    and optionally the restorer's own detail terms (local contrast matched both ways, band-pass in place)."""
     fov = (clean.amax(dim=1, keepdim=True) > 0).to(clean.dtype)
     low_out, low_clean = blur(out, split_sigma), blur(clean, split_sigma)
     detail = charbonnier((out - low_out) * fov, (clean - low_clean) * fov)
     keep = charbonnier(low_out * fov, blur(restored, split_sigma) * fov)
-    ridge = ridge_loss(out * fov, clean * fov) if w_ridge else detail * 0.0
-    total = detail + w_keep_low * keep + w_ridge * ridge
-    return total, {"detail": detail, "keep_low": keep, "ridge": ridge}
+    zero = detail * 0.0
+    parts = {"detail": detail, "keep_low": keep,
+             "ridge": ridge_loss(out * fov, clean * fov) if w_ridge else zero,
+             "contrast_match": contrast_match_loss(out * fov, clean * fov, contrast_fine_sigma) if w_contrast_match
+             else zero,
+             "band": band_loss(out * fov, clean * fov, tuple(band_sigmas)) if w_band else zero}
+    total = (detail + w_keep_low * keep + w_ridge * parts["ridge"] + w_contrast_match * parts["contrast_match"]
+             + w_band * parts["band"])
+    return total, parts
 
 
 class RefinerTrainer(TrainingRun):
@@ -160,8 +169,9 @@ class RefinerTrainer(TrainingRun):
                 f"({', '.join(p.path.name for p in self.val_pool)}); restorer {self.cfg.restorer}")
 
     def loss(self, restored: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return refine_loss(self.model(restored), restored, clean, self.cfg.split_sigma, self.cfg.w_keep_low,
-                           self.cfg.w_ridge)
+        c = self.cfg
+        return refine_loss(self.model(restored), restored, clean, c.split_sigma, c.w_keep_low, c.w_ridge,
+                           c.w_contrast_match, c.contrast_fine_sigma, c.w_band, tuple(c.band_sigmas))
 
     def train_step(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:  # type: ignore[override]
         self.set_lr()

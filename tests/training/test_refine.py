@@ -69,6 +69,10 @@ def test_refine_loss_charges_detail_against_the_clean_and_the_low_band_against_t
     _, parts_colour = refine_loss(recoloured, restored, clean, 4.0, 1.0, 0.0)
     assert parts_colour["keep_low"].item() > 0.04
     assert abs(parts_colour["detail"].item() - parts["detail"].item()) < 1e-4
+    # The restorer's detail terms, where asked for: the smoothed output lacks the clean local contrast.
+    _, with_terms = refine_loss(restored, restored, clean, 4.0, 1.0, 0.0, w_contrast_match=1.0, w_band=1.0)
+    assert with_terms["contrast_match"].item() > 0.2 and with_terms["band"].item() > 0.2
+    assert parts["contrast_match"].item() == parts["band"].item() == 0.0
 
 
 def test_a_short_run_ships_a_loadable_rf_m(tiny_data: Path, tmp_path: Path, random_onnx: Path) -> None:
