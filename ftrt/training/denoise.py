@@ -24,7 +24,7 @@ from ftrt.models import build_model
 from ftrt.models.pretrained import resolve_weights
 from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
 from ftrt.training.checkpoint import load_weights
-from ftrt.training.config import DenoiserConfig
+from ftrt.training.config import DenoiserConfig, RefinerConfig
 from ftrt.training.data import (
     FundusImage,
     augment,
@@ -92,21 +92,34 @@ def load_denoiser_init(model: torch.nn.Module, path: str, kwargs: Mapping[str, A
         raise ValueError(f"init {path!r}: weights do not fit {dict(kwargs)}")
 
 
+def denoiser_network(cfg: DenoiserConfig | RefinerConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A denoiser-shaped run's network (dn-s, dn-m, rf-m) and its preset kwargs: seeded, started from ``cfg.init``
+    where one is given, channels_last where asked."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    kwargs = preset_kwargs(cfg.model)
+    model = build_model(cfg.model, **kwargs)
+    if cfg.init:
+        load_denoiser_init(model, cfg.init, kwargs)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, kwargs
+
+
+def held_out_pool(cfg: DenoiserConfig | RefinerConfig,
+                  log: Callable[[str], None]) -> tuple[list[FundusImage], list[FundusImage]]:
+    """(training, validation) photographs of a denoiser-shaped run: ``cfg.val_images`` held out by its seed."""
+    pool = load_pool_logged(cfg.data, cfg.max_side, log, deinterlace=cfg.deinterlace)
+    if len(pool) <= cfg.val_images:
+        raise ValueError(f"{len(pool)} usable training photographs: too few for {cfg.val_images} held out")
+    return split_pool(pool, cfg.val_images, cfg.seed)
+
+
 class DenoiserTrainer(TrainingRun):
     def __init__(self, cfg: DenoiserConfig, log: Callable[[str], None] = print) -> None:
-        torch.manual_seed(cfg.seed)
-        torch.set_num_threads(cfg.threads)
-        self.model_kwargs = preset_kwargs(cfg.model)
-        model = build_model(cfg.model, **self.model_kwargs)
-        if cfg.init:
-            load_denoiser_init(model, cfg.init, self.model_kwargs)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, self.model_kwargs = denoiser_network(cfg)
         super().__init__(cfg, model, log)
-        pool = load_pool_logged(cfg.data, cfg.max_side, log, deinterlace=cfg.deinterlace)
-        if len(pool) <= cfg.val_images:
-            raise ValueError(f"{len(pool)} usable training photographs: too few for {cfg.val_images} held out")
-        self.train_pool, self.val_pool = split_pool(pool, cfg.val_images, cfg.seed)
+        self.train_pool, self.val_pool = held_out_pool(cfg, log)
         scale = (cfg.scale_min, cfg.scale_max)
         self.dataset = NoisePairDataset(self.train_pool, cfg.crop, cfg.seed, scale, cfg.family_probability,
                                         cfg.noise_fraction)

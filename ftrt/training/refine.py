@@ -30,21 +30,10 @@ from torch.utils.data import Dataset
 from ftrt.degrade import degrade
 from ftrt.degrade.physical import check_probability
 from ftrt.metrics import psnr
-from ftrt.models import build_model
 from ftrt.models.denoise import blur as blur_map
-from ftrt.models.registry import preset_kwargs
 from ftrt.training.config import RefinerConfig
-from ftrt.training.data import (
-    FundusImage,
-    augment,
-    load_pool_logged,
-    quantise,
-    random_crop_in_fov,
-    rescale,
-    split_pool,
-    to_chw,
-)
-from ftrt.training.denoise import load_denoiser_init
+from ftrt.training.data import FundusImage, augment, quantise, random_crop_in_fov, rescale, to_chw
+from ftrt.training.denoise import denoiser_network, held_out_pool
 from ftrt.training.loop import TrainingRun
 from ftrt.training.losses import band_loss, charbonnier, contrast_match_loss, ridge_loss
 
@@ -143,19 +132,9 @@ def refine_loss(out: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, 
 
 class RefinerTrainer(TrainingRun):
     def __init__(self, cfg: RefinerConfig, log: Callable[[str], None] = print) -> None:
-        torch.manual_seed(cfg.seed)
-        torch.set_num_threads(cfg.threads)
-        self.model_kwargs = preset_kwargs(cfg.model)
-        model = build_model(cfg.model, **self.model_kwargs)
-        if cfg.init:
-            load_denoiser_init(model, cfg.init, self.model_kwargs)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, self.model_kwargs = denoiser_network(cfg)
         super().__init__(cfg, model, log)
-        pool = load_pool_logged(cfg.data, cfg.max_side, log, deinterlace=cfg.deinterlace)
-        if len(pool) <= cfg.val_images:
-            raise ValueError(f"{len(pool)} usable training photographs: too few for {cfg.val_images} held out")
-        train_pool, self.val_pool = split_pool(pool, cfg.val_images, cfg.seed)
+        train_pool, self.val_pool = held_out_pool(cfg, log)
         paths = restored_pairs(train_pool + self.val_pool, cfg.restorer, Path(cfg.pairs_dir), cfg.seed,
                                (cfg.scale_min, cfg.scale_max), cfg.family_probability, cfg.identity_fraction,
                                cfg.threads, log)

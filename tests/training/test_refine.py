@@ -9,17 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftrt.io import write_image
 from ftrt.training.refine import blur, load_pair, refine_loss, restored_pairs
-
-
-@pytest.fixture()
-def tiny_data(tmp_path: Path, retina: np.ndarray) -> Path:
-    d = tmp_path / "good"
-    d.mkdir()
-    for k in range(3):
-        write_image(d / f"g{k}.png", np.rot90(retina, k).copy())
-    return d
 
 
 def test_pairs_are_the_deployed_restorers_outputs_written_once(tiny_data: Path, tmp_path: Path,

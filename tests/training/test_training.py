@@ -7,19 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ftrt.io import write_image
 from ftrt.training.card import build_card
 from ftrt.training.config import RestorerConfig, load_config
 from ftrt.training.restorer import RestorerTrainer, cpu_has_bf16
-
-
-@pytest.fixture()
-def tiny_data(tmp_path: Path, retina: np.ndarray) -> Path:
-    d = tmp_path / "good"
-    d.mkdir()
-    for k in range(3):
-        write_image(d / f"g{k}.png", np.rot90(retina, k).copy())
-    return d
 
 
 def _cfg(data: Path, out: Path, **kw: object) -> RestorerConfig:
