@@ -171,7 +171,7 @@ class DenoiseThenRestore(nn.Module):
     [0, 1] NCHW in, same size out.
 
     ``gate``: [lo, hi] of the noise-to-contrast ratio over which the denoised photograph replaces the input.
-    ``refiner``: a ``Denoiser``'s kwargs for the network taught on the restorer's own outputs
+    ``refiner``: a ``Refiner``'s kwargs, the network taught on the restorer's own outputs
     (``ftrt.training.refine``); it runs on every photograph."""
 
     def __init__(self, denoiser: dict[str, Any], restorer: dict[str, Any], gate: list[float],

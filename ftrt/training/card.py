@@ -190,7 +190,9 @@ def _refiner_part(run: Path, part: dict[str, Any]) -> dict[str, Any]:
         "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
         "loss": f"Charbonnier on detail above a {cfg['split_sigma']} px blur against the clean photograph's, "
                 f"{cfg['w_keep_low']} x Charbonnier of the blurred output against the restorer's, "
-                f"{cfg['w_ridge']} x ridge (vessel-line) loss",
+                f"{cfg['w_ridge']} x ridge (vessel-line) loss"
+                + (f", {cfg['w_contrast_match']} x contrast match" if cfg.get("w_contrast_match") else "")
+                + (f", {cfg['w_band']} x band" if cfg.get("w_band") else ""),
         "ema_decay": cfg["ema_decay"], "seed": cfg["seed"],
         "train_seconds": round(run_state.get("elapsed_s", 0.0), 1),
         "validation_history": run_state.get("history", []),

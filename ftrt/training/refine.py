@@ -14,7 +14,10 @@ to ``pairs_dir`` (a resumed run reuses them) because the restorer takes seconds 
 Loss: the refiner may change detail only. Below ``split_sigma`` the output must keep the restorer's own output
 (colour, brightness, illumination: what the restorer decided from the whole photograph, which a crop cannot
 see); above it, the output's detail must match the clean photograph's (Charbonnier), and its vessel lines the
-clean ones (``ridge_loss``).
+clean ones (``ridge_loss``); optionally the restorer's own contrast-match and band terms (configs/rf-m-detail.yaml).
+
+Tried in the fourteenth session and not shipped: both runs lowered the fixed segmenter's Dice on DRIVE training
+(they sharpen vessels with a light rim on each side, as an unsharp mask does; docs/models.md, checkpoints/rf-m).
 """
 
 from __future__ import annotations
@@ -74,8 +77,14 @@ def restored_pairs(pool: list[FundusImage], restorer: str, pairs_dir: Path, seed
 
 def load_pair(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(restored float16, clean uint8, mask) of one written pair: kept as stored, a third of float32's memory."""
-    with np.load(path, allow_pickle=False) as z:
-        return z["restored"], z["clean"], z["mask"].astype(bool)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            restored, clean, mask = z["restored"], z["clean"], z["mask"].astype(bool)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable refiner pair ({exc}); delete it to have it written again") from None
+    if restored.shape != clean.shape or restored.ndim != 3 or mask.shape != clean.shape[:2]:
+        raise ValueError(f"{path}: a refiner pair of mismatched shapes; delete it to have it written again")
+    return restored, clean, mask
 
 
 def as_float(restored: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,9 @@ def test_pairs_are_the_deployed_restorers_outputs_written_once(tiny_data: Path, 
     assert restored_pairs(pool, str(tmp_path / "missing.onnx"), tmp_path / "pairs", 0, (1.0, 1.0), {"veil": 1.0},
                           0.0, 1, logs.append) == paths
     assert [p.stat().st_mtime_ns for p in paths] == before
+    paths[1].write_bytes(b"not a pair")  # a damaged file is named, never half-read
+    with pytest.raises(ValueError, match=paths[1].name):
+        load_pair(paths[1])
 
 
 def test_refine_loss_charges_detail_against_the_clean_and_the_low_band_against_the_restorer() -> None:
