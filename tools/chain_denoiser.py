@@ -3,8 +3,8 @@
 python tools/chain_denoiser.py OUT DENOISER RESTORER [LO HI] [--refiner RF]
 
 A dn-s run's weights and a res-s's (a named shipped model such as res-s may stand for its file) become one dn-res-s
-file that `ftrt export` turns into one graph; LO HI: the gate's noise-to-contrast ratios (default the preset's); RF: an rf-m run's weights
-behind the restorer (the file is then a dn-res-rf-s).
+file that `ftrt export` turns into one graph; LO HI: the gate's noise-to-contrast ratios (default the preset's);
+RF: an rf-m run's weights behind the restorer (the file is then a dn-res-rf-s).
 ftrt.training.checkpoint.chain_denoiser."""
 
 from __future__ import annotations
