@@ -212,6 +212,8 @@ class RefinerConfig(GeneratorConfig):
     contrast_fine_sigma: float = 1.0
     w_band: float = 0.0
     band_sigmas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0])
+    # Below 0.5: the detail term asks for that quantile of the clean detail (refine.refine_loss), erring dark.
+    detail_quantile: float = 0.5
     deinterlace: bool = True
     # Start from these weights: a denoiser of the same shape (dn-m), or none (the tail starts at zero: identity).
     init: str = ""
