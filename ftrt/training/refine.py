@@ -9,7 +9,9 @@ are its own, so a network learns them from its outputs.
 Pairs (``restored_pairs``): each training photograph at a random scale, one ``real`` degradation (or none, for
 ``identity_fraction`` of them), rounded to 8 bits as a file stores it, through the deployed restorer (ONNX Runtime,
 the ``ftrt restore`` pipeline at its working side): (its float output, the clean photograph). They are written once
-to ``pairs_dir`` (a resumed run reuses them) because the restorer takes seconds a photograph.
+to ``pairs_dir`` (a resumed run reuses them) because the restorer takes seconds a photograph; ``pairs.json`` there
+names the restorer (by SHA-256) and the draw's settings, and a folder another restorer or other settings wrote is
+refused rather than trained on.
 
 Loss: the refiner may change detail only. Below ``split_sigma`` the output must keep the restorer's own output
 (colour, brightness, illumination: what the restorer decided from the whole photograph, which a crop cannot
@@ -22,6 +24,8 @@ Tried in the fourteenth session and not shipped: both runs lowered the fixed seg
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
@@ -45,14 +49,50 @@ def pair_path(pairs_dir: Path, index: int, item: FundusImage) -> Path:
     return pairs_dir / f"{index:04d}_{item.path.stem}.npz"
 
 
+def pairs_manifest(restorer: str, seed: int, scale_range: tuple[float, float], probability: Mapping[str, float],
+                   identity_fraction: float) -> dict[str, Any]:
+    """What a folder of pairs was written with: the restorer's file (by its SHA-256) and the draw's settings."""
+    from ftrt.runtime.models import resolve_model
+
+    digest = hashlib.sha256(resolve_model(restorer, "onnx").read_bytes()).hexdigest()
+    return {"restorer": str(restorer), "restorer_sha256": digest, "seed": int(seed),
+            "scale_range": [float(v) for v in scale_range],
+            "family_probability": {k: float(v) for k, v in sorted(check_probability(probability).items())},
+            "identity_fraction": float(identity_fraction)}
+
+
+def check_pairs_dir(pairs_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a folder whose pairs another restorer or other settings wrote: reused, they would teach the refiner
+    someone else's errors without a word. A new folder gets ``pairs.json``."""
+    mpath = pairs_dir / "pairs.json"
+    if mpath.exists():
+        try:
+            old = json.loads(mpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{mpath}: unreadable ({exc}); give another pairs_dir or empty this one") from None
+        if old != manifest:
+            keys = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+            raise ValueError(f"{pairs_dir}: its pairs were written with another {', '.join(keys)}; give another "
+                             "pairs_dir or empty this one")
+        return
+    if any(pairs_dir.glob("*.npz")):
+        raise ValueError(f"{pairs_dir}: holds pairs without pairs.json (their restorer and settings are unknown); "
+                         "give another pairs_dir or empty this one")
+    tmp = mpath.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(mpath)
+
+
 def restored_pairs(pool: list[FundusImage], restorer: str, pairs_dir: Path, seed: int,
                    scale_range: tuple[float, float], probability: Mapping[str, float], identity_fraction: float,
                    threads: int, log: Callable[[str], None]) -> list[Path]:
     """Write (clean uint8, restored float16, mask) for each photograph of ``pool`` that has none yet; returns
-    every pair's path, in pool order. Photograph i's scale and degradation depend on (seed, its name) only."""
+    every pair's path, in pool order. Photograph i's scale and degradation depend on (seed, its name) only. The
+    folder must hold pairs of this restorer and these settings only (``check_pairs_dir``)."""
     from ftrt.runtime import open_pipeline
 
     pairs_dir.mkdir(parents=True, exist_ok=True)
+    check_pairs_dir(pairs_dir, pairs_manifest(restorer, seed, scale_range, probability, identity_fraction))
     probability = check_probability(probability)
     paths = [pair_path(pairs_dir, i, item) for i, item in enumerate(pool)]
     todo = [(i, item) for i, item in enumerate(pool) if not paths[i].exists()]

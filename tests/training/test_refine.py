@@ -15,7 +15,7 @@ from ftrt.training.refine import blur, load_pair, refine_loss, restored_pairs
 def test_pairs_are_the_deployed_restorers_outputs_written_once(tiny_data: Path, tmp_path: Path,
                                                                 random_onnx: Path) -> None:
     """A pair holds what `ftrt restore`'s pipeline makes of the 8-bit degraded photograph; a second call writes
-    nothing (it never opens the restorer: a path that is no model is not even read)."""
+    nothing, and a folder another restorer or another draw wrote is refused."""
     from ftrt.degrade import degrade
     from ftrt.runtime import open_pipeline
     from ftrt.training.data import load_pool, quantise, rescale
@@ -38,9 +38,21 @@ def test_pairs_are_the_deployed_restorers_outputs_written_once(tiny_data: Path, 
     want = open_pipeline(str(random_onnx), "ort", threads=1).pipeline.restore(quantise(lq, 8) * m[..., None]).image
     assert np.abs(restored.astype(np.float32) - want * m[..., None]).max() < 2e-3  # float16's step near 1
     before = [p.stat().st_mtime_ns for p in paths]
-    assert restored_pairs(pool, str(tmp_path / "missing.onnx"), tmp_path / "pairs", 0, (1.0, 1.0), {"veil": 1.0},
+    assert restored_pairs(pool, str(random_onnx), tmp_path / "pairs", 0, (1.0, 1.0), {"veil": 1.0},
                           0.0, 1, logs.append) == paths
     assert [p.stat().st_mtime_ns for p in paths] == before
+    # Another restorer's file, or another seed: the folder's pairs are not theirs, and nothing is written.
+    other = tmp_path / "other.onnx"
+    other.write_bytes(random_onnx.read_bytes() + b" ")
+    for restorer, seed, what in ((other, 0, "restorer"), (random_onnx, 1, "seed")):
+        with pytest.raises(ValueError, match=f"another .*{what}"):
+            restored_pairs(pool, str(restorer), tmp_path / "pairs", seed, (1.0, 1.0), {"veil": 1.0}, 0.0, 1,
+                           logs.append)
+    assert [p.stat().st_mtime_ns for p in paths] == before
+    (tmp_path / "pairs" / "pairs.json").unlink()  # pairs of unknown origin are refused too
+    with pytest.raises(ValueError, match="without pairs.json"):
+        restored_pairs(pool, str(random_onnx), tmp_path / "pairs", 0, (1.0, 1.0), {"veil": 1.0}, 0.0, 1,
+                       logs.append)
     paths[1].write_bytes(b"not a pair")  # a damaged file is named, never half-read
     with pytest.raises(ValueError, match=paths[1].name):
         load_pair(paths[1])
