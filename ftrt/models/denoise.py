@@ -38,14 +38,16 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
 
 
 def blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a N x 1 x H x W map, edges replicated; sigma 0 leaves it as it is."""
+    """Separable Gaussian blur of every channel of a N x C x H x W tensor, edges replicated; sigma 0 leaves it as
+    it is. A map of one channel (the gate's) is one plain convolution per direction, as exported since dn-s."""
     if sigma <= 0:
         return y
     r = int(3 * sigma)
     g = torch.exp(-torch.arange(-r, r + 1, dtype=y.dtype, device=y.device) ** 2 / (2 * sigma * sigma))
     g = g / g.sum()
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+    c = int(y.shape[1])
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def fov_mean(a: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:

@@ -102,9 +102,12 @@ def default_keep(proto: onnx.ModelProto) -> list[str]:
     colour heads' (one gain per pixel or per photograph: an INT8 error there tints the whole image, for a
     negligible share of the work) and those under the FP32 scopes (a chain's noise gate: its threshold)."""
     scoped = set(scoped_nodes(proto))
-    convs = [c for c in conv_nodes(proto) if c not in scoped]
-    heads = {c for c in convs if any(h in c for h in COLOUR_HEADS)}
-    return sorted(({convs[0], convs[-1]} | heads if convs else set()) | set(conv_nodes(proto)) & scoped)
+    all_convs = conv_nodes(proto)
+    convs = [c for c in all_convs if c not in scoped]
+    keep = {c for c in all_convs if c in scoped} | {c for c in convs if any(h in c for h in COLOUR_HEADS)}
+    if convs:
+        keep |= {convs[0], convs[-1]}
+    return sorted(keep)
 
 
 def quantize_qdq(model_path: str | Path, out: str | Path, ranges: Ranges, keep: list[str]) -> onnx.ModelProto:

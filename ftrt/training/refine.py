@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from ftrt.degrade import degrade
 from ftrt.degrade.physical import check_probability
 from ftrt.metrics import psnr
-from ftrt.models.denoise import blur as blur_map
+from ftrt.models.denoise import blur
 from ftrt.training.config import RefinerConfig
 from ftrt.training.data import FundusImage, augment, quantise, random_crop_in_fov, rescale, to_chw
 from ftrt.training.denoise import denoiser_network, held_out_pool
@@ -51,13 +51,14 @@ def pair_path(pairs_dir: Path, index: int, item: FundusImage) -> Path:
 
 def pairs_manifest(restorer: str, seed: int, scale_range: tuple[float, float], probability: Mapping[str, float],
                    identity_fraction: float) -> dict[str, Any]:
-    """What a folder of pairs was written with: the restorer's file (by its SHA-256) and the draw's settings."""
+    """What a folder of pairs was written with: the restorer's file (by its SHA-256) and the draw's settings
+    (``probability`` as ``check_probability`` returns it)."""
     from ftrt.runtime.models import resolve_model
 
     digest = hashlib.sha256(resolve_model(restorer, "onnx").read_bytes()).hexdigest()
     return {"restorer": str(restorer), "restorer_sha256": digest, "seed": int(seed),
             "scale_range": [float(v) for v in scale_range],
-            "family_probability": {k: float(v) for k, v in sorted(check_probability(probability).items())},
+            "family_probability": {k: float(v) for k, v in sorted(probability.items())},
             "identity_fraction": float(identity_fraction)}
 
 
@@ -92,8 +93,8 @@ def restored_pairs(pool: list[FundusImage], restorer: str, pairs_dir: Path, seed
     from ftrt.runtime import open_pipeline
 
     pairs_dir.mkdir(parents=True, exist_ok=True)
-    check_pairs_dir(pairs_dir, pairs_manifest(restorer, seed, scale_range, probability, identity_fraction))
     probability = check_probability(probability)
+    check_pairs_dir(pairs_dir, pairs_manifest(restorer, seed, scale_range, probability, identity_fraction))
     paths = [pair_path(pairs_dir, i, item) for i, item in enumerate(pool)]
     todo = [(i, item) for i, item in enumerate(pool) if not paths[i].exists()]
     if not todo:
@@ -152,12 +153,6 @@ class RefinePairDataset(Dataset):
         return to_chw(a), to_chw(b)
 
 
-def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of every channel (``ftrt.models.denoise.blur`` takes one)."""
-    n, c, h, w = x.shape
-    return blur_map(x.reshape(n * c, 1, h, w), sigma).reshape(n, c, h, w)
-
-
 def pinball(pred: torch.Tensor, target: torch.Tensor, quantile: float) -> torch.Tensor:
     """The quantile loss: its minimiser is the ``quantile`` of the target's distribution (0.5: half the L1)."""
     d = target - pred
@@ -203,7 +198,23 @@ class RefinerTrainer(TrainingRun):
         pairs = [load_pair(p) for p in paths]
         self.n_train = len(train_pool)
         self.dataset = RefinePairDataset(pairs[: self.n_train], cfg.crop, cfg.seed)
-        self.val_pairs = pairs[self.n_train:]
+        # The held-out photographs whole, with what does not change between validations worked out once: the
+        # clean photograph's detail and the restorer's own scores.
+        self.val_pairs: list[tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]] = []
+        theirs, theirs_hp = [], []
+        for restored16, clean8, mask in pairs[self.n_train:]:
+            restored, clean = as_float(restored16, clean8)
+            x = torch.from_numpy(np.ascontiguousarray(restored.transpose(2, 0, 1)))[None]
+            hp_c = self.detail(torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))[None])
+            self.val_pairs.append((x, clean, mask, hp_c))
+            theirs.append(psnr(restored, clean, mask))
+            theirs_hp.append(psnr(self.detail(x) + 0.5, hp_c + 0.5, mask))
+        self.restorer_scores = {"restorer_psnr": float(np.mean(theirs)),
+                                "restorer_detail_psnr": float(np.mean(theirs_hp))}
+
+    def detail(self, t: torch.Tensor) -> np.ndarray:
+        """A 1 x 3 x H x W tensor's detail above ``split_sigma``, H x W x 3."""
+        return (t - blur(t, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
 
     def describe(self) -> str:
         return (f"{self.n_train} training, {len(self.val_pool)} validation photographs "
@@ -227,21 +238,12 @@ class RefinerTrainer(TrainingRun):
     def validate(self) -> dict[str, float]:
         """On the held-out photographs, whole: PSNR inside the FOV of the refined and of the restorer's output,
         and of their detail alone (above ``split_sigma``), where the refiner works."""
-        ours, theirs, ours_hp, theirs_hp = [], [], [], []
-        for restored16, clean8, mask in self.val_pairs:
-            restored, clean = as_float(restored16, clean8)
-            x = torch.from_numpy(np.ascontiguousarray(restored.transpose(2, 0, 1)))[None]
+        ours, ours_hp = [], []
+        for x, clean, mask, hp_c in self.val_pairs:
             out = self.ema(x).clamp(0, 1)
-            hp = (out - blur(out, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
-            hp_x = (x - blur(x, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
-            c = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))[None]
-            hp_c = (c - blur(c, self.cfg.split_sigma))[0].numpy().transpose(1, 2, 0)
             ours.append(psnr(out[0].numpy().transpose(1, 2, 0), clean, mask))
-            theirs.append(psnr(restored, clean, mask))
-            ours_hp.append(psnr(hp + 0.5, hp_c + 0.5, mask))
-            theirs_hp.append(psnr(hp_x + 0.5, hp_c + 0.5, mask))
-        return {"psnr": float(np.mean(ours)), "restorer_psnr": float(np.mean(theirs)),
-                "detail_psnr": float(np.mean(ours_hp)), "restorer_detail_psnr": float(np.mean(theirs_hp))}
+            ours_hp.append(psnr(self.detail(out) + 0.5, hp_c + 0.5, mask))
+        return {"psnr": float(np.mean(ours)), "detail_psnr": float(np.mean(ours_hp)), **self.restorer_scores}
 
     def ema_metadata(self) -> dict[str, Any]:
         return self.weights_metadata(self.model_kwargs, trained_on=f"outputs of {self.cfg.restorer} on real "

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ftrt.training.refine import blur, load_pair, refine_loss, restored_pairs
+from ftrt.models.denoise import blur
+from ftrt.training.refine import load_pair, refine_loss, restored_pairs
 
 
 def test_pairs_are_the_deployed_restorers_outputs_written_once(tiny_data: Path, tmp_path: Path,
@@ -84,7 +85,7 @@ def test_refine_loss_charges_detail_against_the_clean_and_the_low_band_against_t
 def test_a_low_detail_quantile_charges_a_bright_error_more_than_a_dark_one() -> None:
     """detail_quantile 0.3: per pixel, detail brighter than the clean costs 0.7 of the error, darker 0.3 (a rim
     more than a vessel drawn too dark); 0.5 is half the L1 either way. The refiner's detail term is that, doubled."""
-    from ftrt.training.refine import blur, pinball
+    from ftrt.training.refine import pinball
 
     target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert pinball(target + 0.1, target, 0.3).item() == pytest.approx(0.07)
