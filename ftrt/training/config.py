@@ -178,6 +178,11 @@ class DenoiserConfig(GeneratorConfig):
     deinterlace: bool = True
     # Start from these denoiser weights: the same preset, or a dn-s into dn-m (its context branch starts at zero).
     init: str = ""
+    # The restorer the denoiser feeds (a res-s .safetensors or shipped name), held frozen: with w_restored > 0 the
+    # denoised crop is also judged by what that restorer makes of it against what it makes of the noise-free crop.
+    # Under a veil the restorer multiplies faint detail, so residual noise there costs what it costs downstream.
+    restorer: str = ""
+    w_restored: float = 0.0
 
 
 @dataclass

@@ -6,6 +6,13 @@ target, and the same crop with sensor noise drawn as the ``noise`` family draws 
 colour stay for the restorer. A quarter of the crops carry no noise, only the 8-bit rounding, and teach it to
 leave a noise-free photograph as it is. Validation: PSNR against the noise-free target on fixed noisy crops of
 photographs it never trains on.
+
+With ``restorer`` and ``w_restored`` set, the denoised crop is also judged through the frozen restorer it feeds:
+the restorer's output of it against the restorer's output of the noise-free crop. Pixel PSNR weighs every grey level
+alike; the restorer, undoing a veil, multiplies the faint detail where the veil is thick, so a denoiser judged only
+in pixels leaves there the residual noise that the restorer then turns into false texture (DRIVE training photograph
+26: noisy 34.2 dB -> denoised 41.4 dB, yet the restored vessel Dice 0.343 against 0.594 from the noise-free input,
+and a plain Gaussian blur at 37.4 dB gives 0.427).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from ftrt.degrade import degrade
 from ftrt.degrade.physical import apply_physical, check_probability, sample_physical
 from ftrt.metrics import psnr
 from ftrt.models import build_model
-from ftrt.models.pretrained import resolve_weights
+from ftrt.models.pretrained import load_model, resolve_weights
+from ftrt.models.unet import DenseUNet
 from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
 from ftrt.training.checkpoint import load_weights
 from ftrt.training.config import DenoiserConfig, RefinerConfig
@@ -36,7 +44,7 @@ from ftrt.training.data import (
     to_chw,
 )
 from ftrt.training.loop import TrainingRun
-from ftrt.training.losses import charbonnier
+from ftrt.training.losses import charbonnier, edge_loss
 
 
 class NoisePairDataset(Dataset):
@@ -115,6 +123,22 @@ def held_out_pool(cfg: DenoiserConfig | RefinerConfig,
     return split_pool(pool, cfg.val_images, cfg.seed)
 
 
+def frozen_restorer(name: str, channels_last: bool) -> torch.nn.Module:
+    """The restorer a denoiser is judged through: loaded from its safetensors (no pickle), in eval mode, every
+    weight frozen; a chain or anything not a restorer is refused."""
+    model, meta = load_model(name)
+    if not isinstance(model, DenseUNet):
+        raise ValueError(f"restorer {name!r} is {meta.get('preset')}: not a restorer to judge a denoiser through")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return np.clip(t[0].numpy().transpose(1, 2, 0), 0, 1)
+
+
 class DenoiserTrainer(TrainingRun):
     def __init__(self, cfg: DenoiserConfig, log: Callable[[str], None] = print) -> None:
         model, self.model_kwargs = denoiser_network(cfg)
@@ -126,6 +150,9 @@ class DenoiserTrainer(TrainingRun):
         # Fixed noisy crops of the held-out photographs (every one noisy: the identity is not what is judged).
         val = NoisePairDataset(self.val_pool, 128, cfg.seed + 1, scale, cfg.family_probability, 1.0)
         self.val_pairs = [val.pair(i) for i in range(4 * len(self.val_pool))]
+        self.judge = frozen_restorer(cfg.restorer, cfg.channels_last) if cfg.restorer else None
+        if cfg.w_restored and self.judge is None:
+            raise ValueError("w_restored > 0 needs a restorer to judge through (restorer: res-s or a .safetensors)")
 
     def describe(self) -> str:
         return (f"{len(self.train_pool)} training, {len(self.val_pool)} validation photographs "
@@ -136,20 +163,41 @@ class DenoiserTrainer(TrainingRun):
         if self.cfg.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         fov = (target.amax(dim=1, keepdim=True) > 0).to(target.dtype)
-        loss = charbonnier(self.model(noisy) * fov, target * fov)
+        out = self.model(noisy)
+        pixel = charbonnier(out * fov, target * fov)
+        terms = {"pixel": pixel}
+        loss = self.cfg.w_pixel * pixel
+        if self.judge is not None and self.cfg.w_restored:
+            with torch.no_grad():
+                want = self.judge(target)
+            got = self.judge(out)
+            # Pixels and their Laplacians: the fine texture a restorer draws from residual noise is what a vessel
+            # filter mistakes for vessels, and a pixel difference alone barely sees it.
+            terms["restored"] = charbonnier(got * fov, want * fov) + edge_loss(got * fov, want * fov)
+            loss = loss + self.cfg.w_restored * terms["restored"]
         self.optimise(loss)
-        return self.end_step(loss, {"pixel": loss})
+        return self.end_step(loss, terms)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR against the noise-free target, of the denoised and of the noisy crops (mean over crops)."""
-        ours, theirs = [], []
+        """PSNR against the noise-free target, of the denoised and of the noisy crops (mean over crops); with a
+        restorer to judge through, the same of the restorer's outputs against its output of the target."""
+        ours, theirs, restored, restored_in = [], [], [], []
         for noisy, target in self.val_pairs:
             x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
-            out = np.clip(self.ema(x)[0].numpy().transpose(1, 2, 0), 0, 1)
+            y = self.ema(x)
+            out = np.clip(y[0].numpy().transpose(1, 2, 0), 0, 1)
             ours.append(psnr(out, target))
             theirs.append(psnr(noisy, target))
-        return {"psnr": float(np.mean(ours)), "input_psnr": float(np.mean(theirs))}
+            if self.judge is not None:
+                t = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None]
+                want = _hwc(self.judge(t))
+                restored.append(psnr(_hwc(self.judge(y)), want))
+                restored_in.append(psnr(_hwc(self.judge(x)), want))
+        figures = {"psnr": float(np.mean(ours)), "input_psnr": float(np.mean(theirs))}
+        if restored:
+            figures.update(restored_psnr=float(np.mean(restored)), restored_input_psnr=float(np.mean(restored_in)))
+        return figures
 
     def ema_metadata(self) -> dict[str, Any]:
         return self.weights_metadata(self.model_kwargs, trained_on="real degradations with and without sensor noise",
