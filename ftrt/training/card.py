@@ -162,7 +162,7 @@ def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_d
             "batch_size": cfg["batch_size"], "crop": cfg["crop"], "max_side": cfg["max_side"],
             "scale_range": [cfg["scale_min"], cfg["scale_max"]], "lr": cfg["lr"],
             "schedule": f"linear warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr']}",
-            "loss": "Charbonnier inside the FOV", "ema_decay": cfg["ema_decay"], "seed": cfg["seed"],
+            "loss": _denoiser_loss(cfg), "ema_decay": cfg["ema_decay"], "seed": cfg["seed"],
             "train_seconds": round(run_state.get("elapsed_s", 0.0), 1),
             "validation_history": run_state.get("history", []),
         },
@@ -173,6 +173,15 @@ def ship_chain(chain: str | Path, denoiser_run: str | Path, name: str, weights_d
         card["refiner"] = _refiner_part(Path(refiner_run), meta["parts"]["refiner"])
         log = Path(refiner_run) / "log.jsonl"
     return _write_shipped(Path(weights_dir), name, state, meta, card, log)
+
+
+def _denoiser_loss(cfg: dict[str, Any]) -> str:
+    """A denoiser run's loss, as its card states it."""
+    loss = f"{cfg.get('w_pixel', 1.0)} x Charbonnier inside the FOV"
+    if cfg.get("w_restored"):
+        loss += (f", {cfg['w_restored']} x Charbonnier on pixels and Laplacians of what the frozen restorer "
+                 f"{cfg['restorer']} makes of the denoised crop against what it makes of the noise-free crop")
+    return loss
 
 
 def _refiner_part(run: Path, part: dict[str, Any]) -> dict[str, Any]:

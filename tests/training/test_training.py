@@ -632,3 +632,35 @@ def test_denoiser_pairs_are_exact_and_a_short_run_ships_a_loadable_dn_s(tiny_dat
     model, meta = load_model(result["weights"])
     assert meta["preset"] == "dn-s" and meta["steps"] == 3 and type(model).__name__ == "Denoiser"
     assert {"psnr", "input_psnr"} <= set(json.loads((tmp_path / "dn" / "last" / "state.json").read_text())["history"][0])
+
+
+def test_a_denoiser_judged_through_the_restorer_leaves_the_restorer_as_it_was(tiny_data: Path, tmp_path: Path) -> None:
+    """restorer + w_restored: the step charges what the frozen restorer makes of the denoised crop, validation reports
+    it, and the restorer's weights never move; a denoiser or a missing restorer is refused."""
+    from ftrt.models.pretrained import load_model
+    from ftrt.training.config import DenoiserConfig
+    from ftrt.training.denoise import DenoiserTrainer, frozen_restorer
+
+    judge = frozen_restorer("res-s", channels_last=False)
+    assert not any(p.requires_grad for p in judge.parameters()) and not judge.training
+    dn_cfg = DenoiserConfig(data=[str(tiny_data)], out=str(tmp_path / "dn"), steps=1, batch_size=2, crop=48,
+                            max_side=128, val_images=1, val_every=1, save_every=1, workers=0, warmup=1, threads=1)
+    dn_weights = DenoiserTrainer(dn_cfg, log=lambda m: None).run(progress=False)["weights"]
+    with pytest.raises(ValueError, match="not a restorer"):
+        frozen_restorer(dn_weights, channels_last=False)
+    with pytest.raises(ValueError, match="needs a restorer"):
+        DenoiserTrainer(DenoiserConfig(**{**dn_cfg.__dict__, "w_restored": 1.0}), log=lambda m: None)
+
+    cfg = DenoiserConfig(**{**dn_cfg.__dict__, "out": str(tmp_path / "judged"), "steps": 2, "val_every": 2,
+                            "save_every": 2, "restorer": "res-s", "w_restored": 1.0})
+    trainer = DenoiserTrainer(cfg, log=lambda m: None)
+    before = {k: v.clone() for k, v in trainer.judge.state_dict().items()}
+    trainer.run(progress=False)
+    after = trainer.judge.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    logged = [json.loads(line) for line in (tmp_path / "judged" / "log.jsonl").read_text().splitlines()]
+    assert all(row["restored"] > 0 for row in logged if "restored" in row) and any("restored" in r for r in logged)
+    val = json.loads((tmp_path / "judged" / "last" / "state.json").read_text())["history"][-1]
+    assert val["restored_psnr"] > 20 and val["restored_input_psnr"] > 20
+    model, meta = load_model(str(tmp_path / "judged" / "final.safetensors"))
+    assert meta["preset"] == "dn-s" and type(model).__name__ == "Denoiser"
