@@ -29,8 +29,8 @@ from ftrt.degrade.physical import apply_physical, check_probability, sample_phys
 from ftrt.metrics import psnr
 from ftrt.models import build_model
 from ftrt.models.pretrained import load_model, resolve_weights
-from ftrt.models.unet import DenseUNet
 from ftrt.models.registry import DENOISER_PRESETS, preset_kwargs
+from ftrt.models.unet import DenseUNet
 from ftrt.training.checkpoint import load_weights
 from ftrt.training.config import DenoiserConfig, RefinerConfig
 from ftrt.training.data import (
