@@ -153,6 +153,16 @@ class DenoiserTrainer(TrainingRun):
         self.judge = frozen_restorer(cfg.restorer, cfg.channels_last) if cfg.restorer else None
         if cfg.w_restored and self.judge is None:
             raise ValueError("w_restored > 0 needs a restorer to judge through (restorer: res-s or a .safetensors)")
+        # What the frozen restorer makes of each noise-free crop, and the noisy crop's score through it, never
+        # change between validations: worked out once.
+        self.val_judged: list[np.ndarray] = []
+        self.judge_scores: dict[str, float] = {}
+        if self.judge is not None:
+            with torch.no_grad():
+                self.val_judged = [_hwc(self.judge(to_chw(t)[None])) for _, t in self.val_pairs]
+                self.judge_scores["restored_input_psnr"] = float(np.mean(
+                    [psnr(_hwc(self.judge(to_chw(n)[None])), want)
+                     for (n, _), want in zip(self.val_pairs, self.val_judged)]))
 
     def describe(self) -> str:
         return (f"{len(self.train_pool)} training, {len(self.val_pool)} validation photographs "
@@ -182,21 +192,16 @@ class DenoiserTrainer(TrainingRun):
     def validate(self) -> dict[str, float]:
         """PSNR against the noise-free target, of the denoised and of the noisy crops (mean over crops); with a
         restorer to judge through, the same of the restorer's outputs against its output of the target."""
-        ours, theirs, restored, restored_in = [], [], [], []
-        for noisy, target in self.val_pairs:
-            x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
-            y = self.ema(x)
-            out = np.clip(y[0].numpy().transpose(1, 2, 0), 0, 1)
-            ours.append(psnr(out, target))
+        ours, theirs, restored = [], [], []
+        for k, (noisy, target) in enumerate(self.val_pairs):
+            y = self.ema(to_chw(noisy)[None])
+            ours.append(psnr(_hwc(y), target))
             theirs.append(psnr(noisy, target))
             if self.judge is not None:
-                t = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None]
-                want = _hwc(self.judge(t))
-                restored.append(psnr(_hwc(self.judge(y)), want))
-                restored_in.append(psnr(_hwc(self.judge(x)), want))
+                restored.append(psnr(_hwc(self.judge(y)), self.val_judged[k]))
         figures = {"psnr": float(np.mean(ours)), "input_psnr": float(np.mean(theirs))}
         if restored:
-            figures.update(restored_psnr=float(np.mean(restored)), restored_input_psnr=float(np.mean(restored_in)))
+            figures.update(restored_psnr=float(np.mean(restored)), **self.judge_scores)
         return figures
 
     def ema_metadata(self) -> dict[str, Any]:
